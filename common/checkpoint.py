@@ -1,0 +1,58 @@
+"""The one place that talks to orbax.
+
+A checkpoint step holds three items: ``state`` (the method's state dataclass,
+restored into an abstract target carrying the right shardings), ``data``
+(the grain iterator state, so a resume continues the exact stream) and
+``config`` (the resolved config, for reference).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+
+def abstract_like(tree, sharding):
+    """ShapeDtypeStructs of `tree` (arrays or shapes) placed with `sharding`."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+class Checkpointer:
+    def __init__(self, directory: str, *, max_to_keep: int = 3):
+        self.directory = os.path.abspath(directory)
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(
+        self, step: int, state, *, data_state: dict | None = None, config: dict | None = None
+    ) -> None:
+        items = {"state": ocp.args.StandardSave(state)}
+        if data_state is not None:
+            items["data"] = ocp.args.JsonSave(data_state)
+        if config is not None:
+            items["config"] = ocp.args.JsonSave(config)
+        self.manager.save(int(step), args=ocp.args.Composite(**items), force=True)
+
+    def restore(self, abstract_state, step: int | None = None, *, with_data: bool = True):
+        """-> (state, data_state or None) from `step` (default: the latest)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{self.directory}: no checkpoint to restore")
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        stored = set(self.manager.item_metadata(step).keys()) if with_data else set()
+        if with_data and "data" in stored:
+            items["data"] = ocp.args.JsonRestore()
+        out = self.manager.restore(step, args=ocp.args.Composite(**items))
+        return out["state"], (out["data"] if "data" in items else None)
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

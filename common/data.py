@@ -1,0 +1,261 @@
+"""Image sources and grain pipelines shared by every method.
+
+Three sources, chosen by `config.kind`:
+
+* ``builtin``: real photos shipped inside installed packages (scikit-image,
+  matplotlib, scikit-learn when installed); offline on a fresh machine.
+  ``stereo_motorcycle`` also carries its real disparity map (as ``depth``).
+* ``folder``: every image under a local folder, recursively.
+* ``tfds``: a *prepared* TFDS dataset read through ``tfds.data_source``.
+
+A source is a sequence of dicts ``{"image": float32 (H, W, 3) in [0, 1],
+"name": str}`` (plus ``"depth"`` where the source has one). Pipelines are
+``grain.MapDataset``s over an endless index, transformed by a seeded
+``random_map`` and batched, so the stream is a pure function of (seed, index)
+and its iterator state is a single integer saved with each checkpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+
+from common import imageio
+from common.errors import ConfigError
+
+# name -> loader returning uint8 RGB (H, W, 3)
+_SKIMAGE_NAMES = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "stereo_motorcycle",
+)
+_EXTRA_NAMES = ("grace_hopper", "china", "flower")
+BUILTIN_NAMES = _SKIMAGE_NAMES + _EXTRA_NAMES
+ENDLESS = 2**40  # "infinite" index range of training streams
+
+
+def _load_builtin(name: str) -> dict[str, Any]:
+    import skimage.data
+
+    out: dict[str, Any] = {"name": name}
+    if name not in BUILTIN_NAMES:
+        raise ConfigError(f"unknown builtin image {name!r}; known: {', '.join(BUILTIN_NAMES)}")
+    if name == "stereo_motorcycle":
+        left, _, disp = skimage.data.stereo_motorcycle()
+        out["image"] = left.astype(np.float32) / 255.0
+        out["depth"] = disparity_to_depth(disp)
+    elif name in _SKIMAGE_NAMES:
+        out["image"] = getattr(skimage.data, name)().astype(np.float32) / 255.0
+    elif name == "grace_hopper":
+        import matplotlib.cbook
+
+        path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+        out["image"] = imageio.load_image(str(path))
+    elif name in ("china", "flower"):
+        try:
+            from sklearn.datasets import load_sample_image
+        except ImportError as e:
+            raise ConfigError(f"builtin image {name!r} needs scikit-learn installed") from e
+        out["image"] = load_sample_image(f"{name}.jpg").astype(np.float32) / 255.0
+    out["image"] = out["image"][..., :3]
+    return out
+
+
+def available_builtin_names() -> list[str]:
+    names = list(_SKIMAGE_NAMES) + ["grace_hopper"]
+    try:
+        import sklearn  # noqa: F401
+
+        names += ["china", "flower"]
+    except ImportError:
+        pass
+    return names
+
+
+def disparity_to_depth(disp: np.ndarray) -> np.ndarray:
+    """Depth ∝ 1/disparity; invalid (non-finite or <= 0) pixels take the nearest valid depth."""
+    from scipy import ndimage
+
+    disp = np.asarray(disp, np.float64)
+    valid = np.isfinite(disp) & (disp > 0)
+    if not valid.any():
+        raise ValueError("disparity map has no valid pixel")
+    depth = np.zeros_like(disp)
+    depth[valid] = 1.0 / disp[valid]
+    if not valid.all():
+        idx = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
+        depth = depth[tuple(idx)]
+    depth = depth / np.median(depth[valid])  # unit-free: the thin-lens model rescales it
+    return depth.astype(np.float32)
+
+
+class BuiltinSource(Sequence):
+    """The embedded default images (loaded once, kept in memory)."""
+
+    def __init__(self, names: str | Sequence[str] | None = None):
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",") if n.strip()]
+        names = list(names) if names else available_builtin_names()
+        self.items = [_load_builtin(n) for n in names]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+class FolderSource(Sequence):
+    """Every image under a folder (recursively); decoded on access."""
+
+    def __init__(self, path: str, min_size: int = 0):
+        self.paths = imageio.list_images(path)
+        if min_size:
+            small = []
+            for p in self.paths:
+                h, w = imageio.image_size(p)
+                if min(h, w) < min_size:
+                    small.append(f"{p} ({h}x{w})")
+            if small:
+                more = f" and {len(small) - 5} more" if len(small) > 5 else ""
+                raise imageio.ImageError(
+                    f"{len(small)} image(s) in {path} are smaller than the {min_size}-pixel crop: "
+                    f"{', '.join(small[:5])}{more}. Remove them or lower the crop size."
+                )
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        p = self.paths[i]
+        return {"image": imageio.load_image(p), "name": os.path.relpath(p)}
+
+
+class TfdsSource(Sequence):
+    """A prepared TFDS dataset (array_record) read without TensorFlow."""
+
+    def __init__(self, name: str, split: str, data_dir: str | None = None, key: str = "image"):
+        try:
+            import tensorflow_datasets as tfds
+        except ImportError as e:  # pragma: no cover - core dependency
+            raise ValueError("the tfds source needs tensorflow-datasets installed") from e
+        try:
+            self.ds = tfds.data_source(name, split=split, data_dir=data_dir)
+        except Exception as e:  # noqa: BLE001 - TFDS raises many types; name the dataset
+            raise ConfigError(
+                f"TFDS dataset {name!r} split {split!r} is not prepared in "
+                f"{data_dir or '~/tensorflow_datasets'} ({type(e).__name__}: {e}). Prepare it "
+                "once with `pip install .[tf]` and `tfds build`, or use source kind 'folder'."
+            ) from e
+        self.key = key
+        self.name = name
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        ex = self.ds[i]
+        img = np.asarray(ex[self.key])
+        scale = 65535.0 if img.dtype == np.uint16 else 255.0
+        img = img.astype(np.float32) / scale
+        if img.ndim == 2 or img.shape[-1] == 1:
+            img = np.repeat(img.reshape(img.shape[:2] + (1,)), 3, -1)
+        return {"image": img[..., :3], "name": f"{self.name}[{i}]"}
+
+
+def make_source(cfg, min_size: int = 0) -> Sequence:
+    """Builds the source described by a config block with field `kind`."""
+    kind = cfg.kind
+    if kind == "builtin":
+        return BuiltinSource(cfg.get("names") or None)
+    if kind == "folder":
+        if not cfg.get("path"):
+            raise ConfigError(
+                "data source kind 'folder' needs `path` (e.g. --config.data.train.path=DIR)"
+            )
+        return FolderSource(cfg.path, min_size=min_size)
+    if kind == "tfds":
+        return TfdsSource(cfg.name, cfg.get("split", "train"), cfg.get("data_dir") or None)
+    raise ConfigError(f"unknown data source kind {kind!r}; expected builtin, folder or tfds")
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+
+def random_crop(rng: np.random.Generator, size: int, *arrays: np.ndarray) -> list[np.ndarray]:
+    """The same random `size` x `size` crop of arrays sharing (H, W); reflect-pads small ones."""
+    h, w = arrays[0].shape[:2]
+    if h < size or w < size:
+        ph, pw = max(0, size - h), max(0, size - w)
+        arrays = tuple(
+            np.pad(a, ((0, ph), (0, pw)) + ((0, 0),) * (a.ndim - 2), mode="reflect") for a in arrays
+        )
+        h, w = arrays[0].shape[:2]
+    y = int(rng.integers(0, h - size + 1))
+    x = int(rng.integers(0, w - size + 1))
+    return [a[y : y + size, x : x + size] for a in arrays]
+
+
+def random_flip_rot(rng: np.random.Generator, *arrays: np.ndarray) -> list[np.ndarray]:
+    """The same random horizontal flip and rot90 applied to every array."""
+    k = int(rng.integers(0, 4))
+    flip = bool(rng.integers(0, 2))
+    out = []
+    for a in arrays:
+        if flip:
+            a = a[:, ::-1]
+        out.append(np.ascontiguousarray(np.rot90(a, k)))
+    return out
+
+
+# ----------------------------------------------------------------------------- pipelines
+
+
+def train_pipeline(
+    sample_fn: Callable[[np.random.Generator], dict],
+    *,
+    batch_size: int,
+    seed: int,
+    num_threads: int = 2,
+):
+    """An endless, deterministic, checkpointable grain stream of batches.
+
+    `sample_fn(rng)` builds one example from a generator seeded by (seed,
+    index); each process reads its own slice of the index range, so on
+    multi-host runs `batch_size` is the global batch.
+    """
+    pc, pi = jax.process_count(), jax.process_index()
+    if batch_size % pc:
+        raise ValueError(f"batch size {batch_size} is not divisible by the {pc} processes")
+    ds = grain.MapDataset.range(ENDLESS)
+    if pc > 1:
+        ds = ds.slice(slice(pi, None, pc))
+    ds = ds.random_map(lambda _, rng: sample_fn(rng), seed=seed)
+    ds = ds.batch(batch_size // pc)
+    opts = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(2, 2 * num_threads))
+    return ds.to_iter_dataset(opts)
+
+
+def fixed_set(sample_fn: Callable[[np.random.Generator], dict], n: int, seed: int) -> list[dict]:
+    """`n` examples drawn with seeds (seed, i): a reproducible held-out set."""
+    return [sample_fn(np.random.default_rng([seed, i])) for i in range(n)]
+
+
+def stack(examples: Sequence[dict]) -> dict:
+    return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+
+
+@functools.lru_cache(maxsize=8)
+def cached_builtin(names: tuple[str, ...]) -> BuiltinSource:
+    return BuiltinSource(names)

@@ -1,0 +1,59 @@
+"""Host-side (numpy/scipy/Pillow) degradations shared by the methods."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage, signal
+
+
+def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of (H, W) or (H, W, C) with std `sigma` pixels (reflect borders)."""
+    if sigma <= 0:
+        return img
+    s = (sigma, sigma) + (0,) * (img.ndim - 2)
+    return ndimage.gaussian_filter(img, s, mode="reflect", truncate=3.0)
+
+
+def disk_kernel(radius: float) -> np.ndarray:
+    """Normalised anti-aliased disk (lens-aperture PSF) of the given radius in pixels."""
+    r = max(radius, 0.5)
+    n = int(np.ceil(r)) + 1
+    yy, xx = np.mgrid[-n : n + 1, -n : n + 1].astype(np.float64)
+    # supersample 4x4 per pixel for a smooth edge
+    o = (np.arange(4) + 0.5) / 4 - 0.5
+    cover = np.zeros_like(yy)
+    for dy in o:
+        for dx in o:
+            cover += (yy + dy) ** 2 + (xx + dx) ** 2 <= r * r
+    k = cover / cover.sum()
+    return k.astype(np.float32)
+
+
+def disk_blur(img: np.ndarray, radius: float) -> np.ndarray:
+    """Convolution with `disk_kernel(radius)` (reflect-padded), for (H, W) or (H, W, C)."""
+    if radius <= 0.5:
+        return img
+    k = disk_kernel(radius)
+    p = k.shape[0] // 2
+    if img.ndim == 2:
+        padded = np.pad(img, p, mode="reflect")
+        return signal.fftconvolve(padded, k, mode="valid").astype(img.dtype)
+    padded = np.pad(img, ((p, p), (p, p), (0, 0)), mode="reflect")
+    return signal.fftconvolve(padded, k[..., None], mode="valid", axes=(0, 1)).astype(img.dtype)
+
+
+def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    """JPEG round trip through Pillow at `quality` (1..95) of float RGB in [0, 1]."""
+    u8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(u8).save(buf, format="JPEG", quality=int(quality))
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert("RGB"), np.float32) / 255.0
+
+
+def gaussian_noise(rng: np.random.Generator, img: np.ndarray, sigma: float) -> np.ndarray:
+    return np.clip(img + rng.normal(0.0, sigma, img.shape).astype(np.float32), 0.0, 1.0)

@@ -1,0 +1,138 @@
+"""Image reading and writing with clear errors.
+
+Every image that enters the project goes through `load_image`, which returns
+float32 RGB in [0, 1] whatever the file holds:
+
+* grayscale (L, I;16, I, F) is replicated to three channels;
+* palette images are converted to RGB;
+* an alpha channel is composited over white (RGBA, LA, PA);
+* 16-bit files keep their precision (divided by 65535).
+
+A file that cannot be decoded raises `ImageError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from common.errors import UserError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class ImageError(UserError):
+    """A user-supplied image cannot be used; the message names the file."""
+
+
+def _to_float_rgb(img: Image.Image, path: str) -> np.ndarray:
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(img, dtype=np.float32) / 65535.0
+    elif mode == "I":
+        a = np.asarray(img)
+        arr = a.astype(np.float32) / (65535.0 if a.max(initial=0) > 255 else 255.0)
+    elif mode == "F":
+        arr = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+    elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+        alpha = rgba[..., 3:4]
+        arr = rgba[..., :3] * alpha + (1.0 - alpha)
+    elif mode == "RGB":
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+    else:  # L, 1, P, CMYK, YCbCr, LAB, HSV ...
+        try:
+            arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+        except Exception as e:  # noqa: BLE001 - report any PIL failure with the path
+            raise ImageError(f"{path}: unsupported image mode {mode!r}: {e}") from e
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ImageError(f"{path}: expected an RGB image, got array of shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def load_image(path: str) -> np.ndarray:
+    """Reads `path` as float32 RGB in [0, 1], shape (H, W, 3)."""
+    if not os.path.isfile(path):
+        raise ImageError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return _to_float_rgb(img, path)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
+
+
+def load_mask(path: str) -> np.ndarray:
+    """Reads a binary mask (any mode) as float32 {0, 1} of shape (H, W)."""
+    rgb = load_image(path)
+    return (rgb.mean(axis=-1) > 0.5).astype(np.float32)
+
+
+def image_size(path: str) -> tuple[int, int]:
+    """(height, width) from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
+    return h, w
+
+
+def list_images(folder: str) -> list[str]:
+    """All image files under `folder`, recursively, sorted; errors if none."""
+    if not os.path.isdir(folder):
+        raise ImageError(f"{folder}: no such folder of images")
+    found = []
+    for root, _, files in os.walk(folder):
+        for f in files:
+            if f.lower().endswith(IMAGE_EXTENSIONS):
+                found.append(os.path.join(root, f))
+    if not found:
+        raise ImageError(
+            f"{folder}: folder contains no images (looked recursively for {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    return sorted(found)
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    return (np.clip(np.asarray(img, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def save_png(path: str, img: np.ndarray, *, bits: int = 8) -> None:
+    """Writes float [0, 1] (H, W) or (H, W, 3) as an 8- or 16-bit PNG."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    img = np.clip(np.asarray(img, np.float32), 0.0, 1.0)
+    if bits == 16:
+        if img.ndim != 2:
+            raise ValueError("16-bit PNGs are written for single-channel maps only")
+        Image.fromarray((img * 65535.0 + 0.5).astype(np.uint16)).save(path)
+    elif bits == 8:
+        Image.fromarray(to_uint8(img)).save(path)
+    else:
+        raise ValueError(f"bits must be 8 or 16, got {bits}")
+
+
+def grid(rows: Sequence[Sequence[np.ndarray]], pad: int = 2) -> np.ndarray:
+    """Tiles rows of equally sized images (H, W, 3) or maps (H, W) into one RGB image."""
+
+    def rgb(a):
+        a = np.asarray(a, np.float32)
+        return np.repeat(a[..., None], 3, -1) if a.ndim == 2 else a
+
+    tiles = [[rgb(a) for a in r] for r in rows]
+    h = max(t.shape[0] for r in tiles for t in r)
+    w = max(t.shape[1] for r in tiles for t in r)
+    ncol = max(len(r) for r in tiles)
+    out = np.ones((len(tiles) * (h + pad) + pad, ncol * (w + pad) + pad, 3), np.float32)
+    for i, r in enumerate(tiles):
+        for j, t in enumerate(r):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            out[y : y + t.shape[0], x : x + t.shape[1]] = t
+    return out

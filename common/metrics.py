@@ -1,0 +1,87 @@
+"""Image-quality and detection metrics.
+
+Image metrics are pure jnp functions over NHWC batches in [0, 1] that return
+one value per image; the caller reduces. Ranking metrics (precision/recall,
+average precision) run on the host in numpy because they sort.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def mse(a, b):
+    """Per-image mean squared error over all but the batch axis."""
+    return jnp.mean(jnp.square(a - b), axis=tuple(range(1, a.ndim)))
+
+
+def mae(a, b):
+    return jnp.mean(jnp.abs(a - b), axis=tuple(range(1, a.ndim)))
+
+
+def psnr(a, b, *, data_range: float = 1.0):
+    """Per-image PSNR in dB."""
+    return 10.0 * jnp.log10(data_range**2 / jnp.maximum(mse(a, b), 1e-12))
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5):
+    x = jnp.arange(size, dtype=jnp.float32) - (size - 1) / 2
+    g = jnp.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def _filter_valid(x, g):
+    """Separable 'valid' filtering of NHWC `x` with 1-D window `g`, per channel."""
+    c = x.shape[-1]
+    k = g.shape[0]
+    kh = jnp.tile(g.reshape(k, 1, 1, 1), (1, 1, 1, c))
+    kw = jnp.tile(g.reshape(1, k, 1, 1), (1, 1, 1, c))
+    dn = ("NHWC", "HWIO", "NHWC")
+    x = jax.lax.conv_general_dilated(
+        x, kh, (1, 1), "VALID", dimension_numbers=dn, feature_group_count=c
+    )
+    return jax.lax.conv_general_dilated(
+        x, kw, (1, 1), "VALID", dimension_numbers=dn, feature_group_count=c
+    )
+
+
+def ssim(a, b, *, data_range: float = 1.0, size: int = 11, sigma: float = 1.5):
+    """Per-image SSIM (Wang et al. 2004), Gaussian window, averaged over channels.
+
+    Matches ``skimage.metrics.structural_similarity(gaussian_weights=True,
+    sigma=1.5, use_sample_covariance=False, channel_axis=-1)`` on the valid
+    region.
+    """
+    g = _gaussian_window(size, sigma)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_a, mu_b = _filter_valid(a, g), _filter_valid(b, g)
+    saa = _filter_valid(a * a, g) - mu_a**2
+    sbb = _filter_valid(b * b, g) - mu_b**2
+    sab = _filter_valid(a * b, g) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + c1) * (2 * sab + c2)
+    den = (mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2)
+    return jnp.mean(num / den, axis=(1, 2, 3))
+
+
+def precision_recall(scores: np.ndarray, labels: np.ndarray):
+    """Precision and recall at every distinct score threshold (descending)."""
+    scores = np.asarray(scores, np.float64).ravel()
+    labels = np.asarray(labels).ravel().astype(bool)
+    if labels.sum() == 0:
+        raise ValueError("precision/recall needs at least one positive label")
+    order = np.argsort(-scores, kind="mergesort")
+    s, y = scores[order], labels[order]
+    last = np.r_[np.nonzero(np.diff(s))[0], y.size - 1]  # last index of each distinct score
+    tp = np.cumsum(y)[last]
+    fp = (last + 1) - tp
+    precision = tp / (tp + fp)
+    recall = tp / labels.sum()
+    return precision, recall, s[last]
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """AP = Σ_n (R_n − R_{n−1}) P_n over descending thresholds (scikit-learn's definition)."""
+    p, r, _ = precision_recall(scores, labels)
+    return float(np.sum(np.diff(np.r_[0.0, r]) * p))

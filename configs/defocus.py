@@ -1,0 +1,147 @@
+r"""DMENet: defocus-map estimation with domain adaptation (seed 002).
+
+    python launch.py --config=configs/defocus.py:quick --workdir=runs/defocus_quick
+
+Variants (``:arg``, comma-separated):
+  (none)  the authors' hyperparameters: 240x240 crops, batch 3 per stream,
+          Adam 1e-4 x0.8 every 20 epochs of their 8,231-image set, full-width
+          VGG-19 encoder. Sized for a GPU/TPU.
+  quick   a 2-core CPU demo (<= 10 min): width x1/4 networks, 64x64 crops,
+          batch 4 per stream, 600 steps, lr 1e-3; learns a measurable map.
+  test    tiny shapes for the test suite (width x1/16, 32x32 crops).
+Ablations of the seed's Fig. 6 (combine with a variant, e.g. ``quick,bd``):
+  b (B only), bd (B+D), bdc (B+D+C), bdsc (B+D+S+C, no aux loss), full (default).
+"""
+
+import ml_collections
+
+TRAIN_IMAGES = "astronaut,chelsea,hubble_deep_field,immunohistochemistry,retina,stereo_motorcycle"
+EVAL_IMAGES = "coffee,grace_hopper,rocket"  # held out: never seen in training
+
+ABLATIONS = {
+    "b": dict(use_domain=False, use_sharp=False, use_content=False, use_aux=True),
+    "bd": dict(use_domain=True, use_sharp=False, use_content=False, use_aux=True),
+    "bdc": dict(use_domain=True, use_sharp=False, use_content=True, use_aux=True),
+    "bdsc": dict(use_domain=True, use_sharp=True, use_content=True, use_aux=False),
+    "full": dict(use_domain=True, use_sharp=True, use_content=True, use_aux=True),
+}
+
+
+def _source(names: str) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        dict(
+            kind="builtin",  # builtin | folder | tfds
+            names=names,  # builtin: comma-separated image names
+            path="",  # folder: root folder of images
+            name="",  # tfds: dataset name (prepared)
+            split="train",  # tfds: split
+            data_dir="",  # tfds: data_dir ('' = default)
+        )
+    )
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    args = [a for a in (arg or "").split(",") if a]
+    unknown = [a for a in args if a not in ("quick", "test", *ABLATIONS)]
+    if unknown:
+        raise ValueError(
+            f"configs/defocus.py: unknown variant(s) {unknown}; use quick, test, {', '.join(ABLATIONS)}"
+        )
+
+    c = ml_collections.ConfigDict()
+    c.method = "defocus"
+    c.seed = 0
+    c.total_steps = 400_000
+    c.batch_size = 3  # per stream: synthetic, real (unlabelled), masked
+    c.log_every = 100
+    c.sample_every = 2000
+    c.checkpoint_every = 5000
+    c.max_checkpoints = 3
+    c.eval_at_end = True
+    c.distributed = False  # multi-host: call jax.distributed.initialize()
+    c.vgg19_weights = ""  # .npz from `python -m common.vgg convert`; '' = random (warned)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.width = 1.0  # channel multiplier of B, D and C (1.0 = VGG-19 sizes)
+    c.model.n_res = 7  # residual blocks after the decoder
+    c.model.sharp_loss = "mse"  # seed Eq. 6 ('mse'); authors' code: 'bce'
+    c.model.update(ABLATIONS["full"])
+
+    c.loss = ml_collections.ConfigDict(dict(aux=1.0, adv=1e-3, sharp=2e-2, content=1e-4))
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.lr = 1e-4
+    c.optim.b1 = 0.9
+    c.optim.decay = 0.8
+    c.optim.decay_steps = 20 * 2744  # 20 epochs of 8,231 images at batch 3
+
+    c.data = ml_collections.ConfigDict()
+    c.data.crop = 240  # must be a multiple of 16
+    c.data.threads = 2  # grain read threads
+    c.data.train = _source(TRAIN_IMAGES)
+    c.data.real = ml_collections.ConfigDict(dict(kind="proxy"))  # proxy | same-as-masked
+    c.data.masked = ml_collections.ConfigDict(
+        dict(kind="proxy", path="", invert=False)
+    )  # proxy | folder
+    c.data.lens = ml_collections.ConfigDict(
+        dict(
+            coc_max=29.0,  # max CoC diameter (px) -> sigma_max = 7
+            focal_min_mm=18.0,
+            focal_max_mm=100.0,
+            sensor_px=1000,  # pixels across the 36 mm sensor
+            n_layers=12,  # depth layers of the renderer
+            margin=16,  # extra border rendered then cropped away
+            noise=0.01,  # max Gaussian noise std added to I_S
+        )
+    )
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.source = _source(EVAL_IMAGES)
+    c.eval.crop = 240
+    c.eval.num_synthetic = 48
+    c.eval.num_masked = 48
+    c.eval.seed = 10_000  # held-out seeds differ from training seeds
+    c.eval.threshold = 0.5 / 7.0  # map value above which a pixel counts as defocused
+    c.eval.batch_size = 8
+
+    if "quick" in args:
+        c.total_steps = 600
+        c.batch_size = 4
+        c.log_every = 25
+        c.sample_every = 200
+        c.checkpoint_every = 200
+        c.model.width = 0.25
+        c.model.n_res = 3
+        c.optim.lr = 1e-3
+        c.optim.decay_steps = 400
+        c.data.crop = 64
+        c.data.lens.margin = 8
+        c.data.lens.n_layers = 8
+        c.data.lens.sensor_px = 320
+        c.eval.crop = 96
+        c.eval.num_synthetic = 32
+        c.eval.num_masked = 32
+    if "test" in args:
+        c.total_steps = 4
+        c.batch_size = 4
+        c.log_every = 2
+        c.sample_every = 4
+        c.checkpoint_every = 2
+        c.model.width = 1 / 16
+        c.model.n_res = 1
+        c.optim.lr = 1e-3
+        c.data.crop = 32
+        c.data.threads = 1
+        c.data.lens.margin = 4
+        c.data.lens.n_layers = 4
+        c.data.lens.sensor_px = 160
+        c.data.train.names = "astronaut,stereo_motorcycle"
+        c.eval.source.names = "coffee"
+        c.eval.crop = 32
+        c.eval.num_synthetic = 4
+        c.eval.num_masked = 4
+        c.eval.batch_size = 4
+    for a in args:
+        if a in ABLATIONS:
+            c.model.update(ABLATIONS[a])
+    return c

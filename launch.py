@@ -1,0 +1,60 @@
+"""Train, evaluate or run one of the project's methods.
+
+    python launch.py --config=configs/<method>.py[:variant] --workdir=DIR \
+        [--mode=train|eval|predict] [--input=PATH --output=PATH] [--config.key=value ...]
+"""
+
+import importlib
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file(
+    "config", None, "Config file, e.g. configs/defocus.py:quick.", lock_config=True
+)
+flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, samples, eval).")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"], "What to do.")
+flags.DEFINE_string("input", None, "predict: an image or a folder of images.")
+flags.DEFINE_string("output", None, "predict: output file (image input) or folder (folder input).")
+flags.mark_flags_as_required(["config", "workdir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax/absl INFO lines drown the progress output
+    from common import sharding, trainer
+
+    config = FLAGS.config
+    sharding.maybe_initialize_distributed(config)
+    method = importlib.import_module(f"methods.{config.method}")
+    task = method.build(config)
+    workdir = os.path.abspath(FLAGS.workdir)
+    if FLAGS.mode == "train":
+        trainer.train_and_evaluate(task, config, workdir)
+    elif FLAGS.mode == "eval":
+        state, frozen, ckpt = trainer.restore_for_inference(task, config, workdir)
+        trainer.run_evaluation(task, state, frozen, workdir, ckpt.latest_step())
+    else:
+        if not FLAGS.input or not FLAGS.output:
+            raise app.UsageError("--mode=predict needs --input=PATH and --output=PATH")
+        state, frozen, _ = trainer.restore_for_inference(task, config, workdir)
+        for path in task.predict(state, frozen, FLAGS.input, FLAGS.output):
+            print(path)
+
+
+def run():
+    """Entry point that turns user-facing errors into one clear line instead of a traceback."""
+    from common.errors import UserError
+
+    try:
+        app.run(main)
+    except (UserError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,410 @@
+"""DMENet: defocus-map estimation with domain adaptation (seed 002; Lee et al., CVPR 2019).
+
+Four networks, trained together; only B is used at test time:
+
+    I_S (synthetic) ─┐
+    I_R (real)      ─┼─► B: VGG-19 encoder → U-Net decoder (aux head per level)
+    I_B (masked)    ─┘        → domain feature (first full-res 64-ch) → 7 res blocks → σ-map
+                                   │                                     │
+                       D(feature) ◄┘ synthetic=1 / real=0        S(map) ◄┘ 1x1 convs → blur logit
+                                                          C = frozen VGG-19 conv4_4 of (map, y)
+
+Losses (one function per equation, weights applied in the step):
+    L_B   = mean (B(I_S) − y)² + λ_aux Σ_ℓ mean (B_ℓ(I_S) − y_ℓ)²     Eqs. 2-3
+    L_D   = −log D(f_S) − log(1 − D(f_R))                           Eq. 4
+    L_adv = −log D(f_R)                                             Eq. 5
+    L_S   = mean (sigmoid(S(B(I_B))) − b)²                           Eq. 6
+    L_C   = mean (φ(B(I_S)) − φ(y))²                                Eq. 7
+    L_main = L_B + λ_adv L_adv + λ_S L_S + λ_C L_C   (trains B and S)
+One D step, then one main step per batch; B's forward pass is shared by both
+(its output does not depend on D), which saves a third of the compute.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from common import data, layers, trainer, vgg
+from common.errors import ConfigError
+from methods import defocus_data
+
+# ----------------------------------------------------------------------------- networks
+
+DECODER = (
+    (5, 512),
+    (4, 256),
+    (3, 128),
+    (2, 64),
+    (1, 64),
+)  # (level, channels); level ℓ is 1/2^(ℓ-1) res
+SKIPS = {4: "conv4_4", 3: "conv3_4", 2: "conv2_2", 1: "conv1_2"}
+
+
+def _w(c: int, width: float) -> int:
+    return max(4, int(round(c * width)))
+
+
+class BlurNet(nn.Module):
+    """B: returns (σ-map (N,H,W,1), [aux maps level 5..1], domain feature (N,H,W,64·w))."""
+
+    width: float = 1.0
+    n_res: int = 7
+    preprocess: str = "caffe"
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        feats = vgg.VGG19(
+            upto="conv5_4", width=self.width, preprocess=self.preprocess, name="encoder"
+        )(x)
+        h, aux = feats["conv5_4"], []
+        for level, ch in DECODER:
+            if level in SKIPS:
+                h = jnp.concatenate([layers.upsample_nearest(h), feats[SKIPS[level]]], axis=-1)
+            for i in range(3):
+                h = layers.ConvBNAct(_w(ch, self.width), name=f"dec{level}_{i}")(h, train)
+            aux.append(nn.sigmoid(nn.Conv(1, (3, 3), name=f"aux{level}")(h)))
+        feature = h
+        for i in range(self.n_res):
+            h = layers.ResBlock(_w(64, self.width), name=f"res{i}")(h, train)
+        h = layers.ConvBNAct(_w(64, self.width), name="head0")(h, train)
+        h = layers.ConvBNAct(_w(32, self.width), name="head1")(h, train)
+        out = nn.sigmoid(nn.Conv(1, (3, 3), name="out")(h))
+        return out, aux, feature
+
+
+class DomainNet(nn.Module):
+    """D: five 4x4 stride-2 convs → patch logits (synthetic = 1, real = 0)."""
+
+    width: float = 1.0
+
+    @nn.compact
+    def __call__(self, f):
+        for c in (64, 128, 256, 512):
+            f = layers.lrelu(nn.Conv(_w(c, self.width), (4, 4), strides=2)(f))
+        return nn.Conv(1, (4, 4), strides=2)(f)
+
+
+class SharpNet(nn.Module):
+    """S: 1x1 convs only, so its gradient cannot smear B's map spatially → blur logit."""
+
+    @nn.compact
+    def __call__(self, m):
+        for c in (64, 64, 64, 32, 32, 32, 16, 16, 16):
+            m = layers.lrelu(nn.Conv(c, (1, 1))(m))
+        return nn.Conv(1, (1, 1))(m)
+
+
+# ----------------------------------------------------------------------------- losses (unreduced: per example)
+
+
+def _mean_hw(x):
+    return jnp.mean(x, axis=tuple(range(1, x.ndim)))
+
+
+def blur_loss(pred, y):
+    """Seed Eq. 2, first term: (1/WH) Σ (B(I_S) − y)²."""
+    return _mean_hw(jnp.square(pred - y))
+
+
+def aux_loss(aux_preds, y):
+    """Seed Eq. 3: Σ_ℓ (1/W_ℓH_ℓ) Σ (B_ℓ(I_S) − y_ℓ)², y_ℓ nearest-down-sampled."""
+    total = 0.0
+    for p in aux_preds:
+        total = total + _mean_hw(jnp.square(p - layers.nearest_down(y, y.shape[1] // p.shape[1])))
+    return total
+
+
+def domain_loss(logits_syn, logits_real):
+    """Seed Eq. 4 with z = 1 for synthetic and z = 0 for real features: −log D(f_S) − log(1 − D(f_R))."""
+    return _mean_hw(optax.sigmoid_binary_cross_entropy(logits_syn, 1.0)) + _mean_hw(
+        optax.sigmoid_binary_cross_entropy(logits_real, 0.0)
+    )
+
+
+def adversarial_loss(logits_real):
+    """Seed Eq. 5: −log D(B_last(I_R)) — real features made to look synthetic."""
+    return _mean_hw(optax.sigmoid_binary_cross_entropy(logits_real, 1.0))
+
+
+def sharpness_loss(logits, mask, *, kind: str = "mse"):
+    """Seed Eq. 6: (1/WH) Σ ‖sigmoid(S(B(I_B))) − b‖²  ('bce': the authors' code)."""
+    if kind == "mse":
+        return _mean_hw(jnp.square(nn.sigmoid(logits) - mask))
+    if kind == "bce":
+        return _mean_hw(optax.sigmoid_binary_cross_entropy(logits, mask))
+    raise ValueError(f"model.sharp_loss must be 'mse' or 'bce', got {kind!r}")
+
+
+def content_loss(phi_pred, phi_y):
+    """Seed Eq. 7: (1/W_ℓH_ℓ) Σ (φ_ℓ(B(I_S)) − φ_ℓ(y))² (mean over channels too)."""
+    return _mean_hw(jnp.square(phi_pred - phi_y))
+
+
+def _rgb(m):
+    return jnp.repeat(m, 3, axis=-1)
+
+
+# ----------------------------------------------------------------------------- state and step
+
+
+@flax.struct.dataclass
+class State:
+    step: jax.Array
+    b: Any  # params of B
+    b_stats: Any  # BatchNorm statistics of B
+    d_dom: Any  # params of D
+    sharp: Any  # params of S
+    opt_b: Any
+    opt_d_dom: Any
+    opt_sharp: Any
+
+
+class Nets:
+    """Module definitions and optimizers (static: never pytree leaves)."""
+
+    def __init__(self, config, preprocess: str):
+        m = config.model
+        self.b = BlurNet(width=m.width, n_res=m.n_res, preprocess=preprocess)
+        self.d = DomainNet(width=m.width)
+        self.s = SharpNet()
+        self.c = vgg.VGG19(upto="conv4_4", width=m.width, preprocess=preprocess)
+        sched = optax.exponential_decay(
+            config.optim.lr, config.optim.decay_steps, config.optim.decay, staircase=True
+        )
+        self.tx = optax.adam(sched, b1=config.optim.b1)
+
+
+def init_state(key, nets: Nets, config, encoder_params=None) -> State:
+    kb, kd, ks = jax.random.split(key, 3)
+    n = config.data.crop
+    vb = nets.b.init(kb, jnp.zeros((1, n, n, 3)), train=False)
+    b_params = vb["params"]
+    if encoder_params is not None:  # trainable encoder initialised from VGG-19 weights
+        b_params = {**b_params, "encoder": encoder_params}
+    feat_ch = _w(64, config.model.width)
+    d_params = nets.d.init(kd, jnp.zeros((1, n, n, feat_ch)))["params"]
+    s_params = nets.s.init(ks, jnp.zeros((1, n, n, 1)))["params"]
+    return State(
+        step=jnp.zeros((), jnp.int32),
+        b=b_params,
+        b_stats=vb["batch_stats"],
+        d_dom=d_params,
+        sharp=s_params,
+        opt_b=nets.tx.init(b_params),
+        opt_d_dom=nets.tx.init(d_params),
+        opt_sharp=nets.tx.init(s_params),
+    )
+
+
+def train_step(state: State, batch: dict, key, frozen, *, nets: Nets, config):
+    """One D step then one main (B + S) step. Pure; `key` is unused (no stochastic layers)."""
+    del key
+    m, lam = config.model, config.loss
+    x_s, y = batch["syn_image"], batch["syn_label"]
+    streams = [x_s]
+    if m.use_domain:
+        streams.append(batch["real_image"])
+    if m.use_sharp:
+        streams.append(batch["masked_image"])
+    n = x_s.shape[0]
+    x_all = jnp.concatenate(streams, axis=0)
+
+    def b_forward(b_params):
+        outs, upd = nets.b.apply(
+            {"params": b_params, "batch_stats": state.b_stats},
+            x_all,
+            train=True,
+            mutable=["batch_stats"],
+        )
+        return outs, upd["batch_stats"]
+
+    outs, b_vjp, b_stats = jax.vjp(b_forward, state.b, has_aux=True)
+    metrics = {}
+
+    # ---- D step (Eq. 4) on stopped features
+    d_params, opt_d = state.d_dom, state.opt_d_dom
+    if m.use_domain:
+        f = jax.lax.stop_gradient(outs[2])
+
+        def d_loss_fn(p):
+            ls, lr = nets.d.apply({"params": p}, f[:n]), nets.d.apply({"params": p}, f[n : 2 * n])
+            acc = 0.5 * (jnp.mean(ls > 0) + jnp.mean(lr < 0))
+            return jnp.mean(domain_loss(ls, lr)), acc
+
+        (l_d, d_acc), g_d = jax.value_and_grad(d_loss_fn, has_aux=True)(d_params)
+        upd, opt_d = nets.tx.update(g_d, opt_d, d_params)
+        d_params = optax.apply_updates(d_params, upd)
+        metrics.update({"loss/domain": l_d, "domain/accuracy": d_acc})
+
+    # ---- main step: B (through its VJP) and S, against the updated D
+    def main_loss_fn(o, s_params):
+        out, aux, feat = o
+        terms = {"blur": jnp.mean(blur_loss(out[:n], y))}
+        total = terms["blur"]
+        if m.use_aux:
+            terms["aux"] = jnp.mean(aux_loss([a[:n] for a in aux], y))
+            total += lam.aux * terms["aux"]
+        if m.use_domain:
+            terms["adv"] = jnp.mean(
+                adversarial_loss(nets.d.apply({"params": d_params}, feat[n : 2 * n]))
+            )
+            total += lam.adv * terms["adv"]
+        if m.use_sharp:
+            i0 = 2 * n if m.use_domain else n
+            logits = nets.s.apply({"params": s_params}, out[i0 : i0 + n])
+            terms["sharp"] = jnp.mean(
+                sharpness_loss(logits, batch["masked_mask"], kind=m.sharp_loss)
+            )
+            total += lam.sharp * terms["sharp"]
+        if m.use_content:
+            c = {"params": frozen["vgg"]["params"]}
+            phi_p = nets.c.apply(c, _rgb(out[:n]))["conv4_4"]
+            phi_y = jax.lax.stop_gradient(nets.c.apply(c, _rgb(y))["conv4_4"])
+            terms["content"] = jnp.mean(content_loss(phi_p, phi_y))
+            total += lam.content * terms["content"]
+        return total, terms
+
+    (l_main, terms), (g_outs, g_s) = jax.value_and_grad(main_loss_fn, argnums=(0, 1), has_aux=True)(
+        outs, state.sharp
+    )
+    (g_b,) = b_vjp(g_outs)
+    upd, opt_b = nets.tx.update(g_b, state.opt_b, state.b)
+    b_params = optax.apply_updates(state.b, upd)
+    s_params, opt_s = state.sharp, state.opt_sharp
+    if m.use_sharp:
+        upd, opt_s = nets.tx.update(g_s, opt_s, s_params)
+        s_params = optax.apply_updates(s_params, upd)
+
+    metrics.update({f"loss/{k}": v for k, v in terms.items()})
+    metrics["loss/main"] = l_main
+    metrics["map/mae"] = jnp.mean(jnp.abs(outs[0][:n] - y))
+    new = state.replace(
+        step=state.step + 1,
+        b=b_params,
+        b_stats=b_stats,
+        d_dom=d_params,
+        sharp=s_params,
+        opt_b=opt_b,
+        opt_d_dom=opt_d,
+        opt_sharp=opt_s,
+    )
+    return new, metrics
+
+
+def predict_maps(state: State, images, *, nets: Nets):
+    """B only (test time): defocus maps σ/σ_max of NHWC images whose sides are multiples of 16."""
+    out, _, _ = nets.b.apply({"params": state.b, "batch_stats": state.b_stats}, images, train=False)
+    return out
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _check_config(config):
+    for name, size in (("data.crop", config.data.crop), ("eval.crop", config.eval.crop)):
+        if size % 16:
+            raise ConfigError(
+                f"config {name}={size} must be a multiple of 16 (B down-samples 4 times)"
+            )
+    if config.model.sharp_loss not in ("mse", "bce"):
+        raise ConfigError(
+            f"config model.sharp_loss={config.model.sharp_loss!r}: expected 'mse' or 'bce'"
+        )
+    if config.data.real.kind not in ("proxy", "same-as-masked"):
+        raise ConfigError(
+            f"config data.real.kind={config.data.real.kind!r}: expected 'proxy' or 'same-as-masked'"
+        )
+    if config.data.masked.kind not in ("proxy", "folder"):
+        raise ConfigError(
+            f"config data.masked.kind={config.data.masked.kind!r}: expected 'proxy' or 'folder'"
+        )
+
+
+def example_fn(config, source_cfg, *, masked_override=None):
+    """rng -> one training example dict holding every stream the config uses."""
+    dcfg = config.data
+    source = data.make_source(source_cfg, min_size=dcfg.crop + 2 * dcfg.lens.margin)
+    masked = masked_override
+    if masked is None and dcfg.masked.kind == "folder":
+        masked = defocus_data.MaskedFolder(dcfg.masked.path, invert=dcfg.masked.invert)
+    m = config.model
+
+    def masked_example(rng):
+        if masked is not None:
+            return masked.example(rng, dcfg.crop)
+        return defocus_data.proxy_real_example(rng, source, dcfg)
+
+    def fn(rng):
+        syn = defocus_data.synthetic_example(rng, source, dcfg)
+        ex = {"syn_image": syn["image"], "syn_label": syn["label"]}
+        if m.use_domain:
+            real = (
+                masked_example(rng)
+                if dcfg.real.kind == "same-as-masked"
+                else (defocus_data.proxy_real_example(rng, source, dcfg))
+            )
+            ex["real_image"] = real["image"]
+        if m.use_sharp:
+            mk = masked_example(rng)
+            ex["masked_image"], ex["masked_mask"] = mk["image"], mk["mask"]
+        return ex
+
+    return fn
+
+
+# ----------------------------------------------------------------------------- task
+
+
+def build(config) -> trainer.Task:
+    """Everything the trainer needs for DMENet under `config`."""
+    from methods import defocus_eval
+
+    _check_config(config)
+    vgg_vars, preprocess, pretrained = vgg.load_or_init(
+        config.vgg19_weights or None, width=config.model.width, seed=config.seed
+    )
+    nets = Nets(config, preprocess)
+    encoder = vgg_vars["params"] if pretrained else None
+    frozen = {"vgg": vgg_vars}
+
+    def train_data(seed):
+        fn = example_fn(config, config.data.train)
+        return data.train_pipeline(
+            fn, batch_size=config.batch_size, seed=seed, num_threads=config.data.threads
+        )
+
+    def init(key):
+        enc = jax.tree.map(jnp.asarray, encoder) if encoder is not None else None
+        return init_state(key, nets, config, enc)
+
+    def step(state, batch, key, frozen_):
+        return train_step(state, batch, key, frozen_, nets=nets, config=config)
+
+    streams = 1 + int(config.model.use_domain) + int(config.model.use_sharp)
+    ev = defocus_eval.Evaluator(config, nets)
+    return trainer.Task(
+        init=init,
+        train_step=step,
+        train_data=train_data,
+        frozen=frozen,
+        samples=ev.train_samples,
+        evaluate=ev.evaluate,
+        predict=ev.predict,
+        metadata={
+            "method": "defocus",
+            "vgg19_pretrained": pretrained,
+            "vgg19_weights": config.vgg19_weights or "random",
+        },
+        images_per_step=streams * config.batch_size,
+    )
+
+
+def count(tree) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))

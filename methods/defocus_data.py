@@ -1,0 +1,253 @@
+"""DMENet training data: thin-lens synthetic defocus (seed Eq. 1) and real-image streams.
+
+Synthetic pairs (I_S, y): a real photo, a depth map (real disparity for
+``stereo_motorcycle``, otherwise a procedural layered scene of planes, ramps
+and blobs), a thin lens with random focus distance S1 ∈ [x_near, x_far],
+focal length F and aperture D, and a layered renderer (far → near, Gaussian
+blur per depth layer, alpha-composited with blurred masks). The label is the
+per-pixel Gaussian σ = (CoC − 1)/4 (0 where CoC ≤ 1) divided by
+σ_max = (coc_max − 1)/4, in [0, 1].
+
+Real streams: (a) unlabelled photos for domain adaptation, (b) photos with a
+binary blur mask b (1 = defocused) for sharpness calibration. The real CUHK
+blur-detection set cannot be downloaded here, so by default both are a
+*proxy*: real photos defocused with a disk (lens-aperture) PSF over a
+procedural depth, plus noise and JPEG; the mask is CoC > 1. Point
+``data.masked.kind='folder'`` at CUHK-style ``image/`` + ``gt/`` folders to
+use real masks.
+
+``python -m methods.defocus_data --out DIR --num N`` writes a fixed
+synthetic dataset (image PNG, 16-bit label PNG, depth .npy) to disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+from scipy import ndimage
+
+from common import data, degrade, imageio
+
+# ----------------------------------------------------------------------------- thin lens (Eq. 1)
+
+
+def image_space_focal(focal_length, s1):
+    """f1 from the thin-lens equation 1/F = 1/S1 + 1/f1 (same units)."""
+    return focal_length * s1 / (s1 - focal_length)
+
+
+def thin_lens_coc(depth, s1, aperture, f1):
+    """Seed Eq. 1: c(x) = α·|x − S1| / x with α = f1·D / S1 (sensor units of f1, D)."""
+    alpha = f1 * aperture / s1
+    return alpha * np.abs(depth - s1) / depth
+
+
+def coc_to_sigma(coc):
+    """Gaussian σ of a CoC diameter in pixels (DMENet authors): (CoC − 1)/4, 0 if CoC ≤ 1."""
+    return np.maximum(coc - 1.0, 0.0) / 4.0
+
+
+def sample_coc(rng: np.random.Generator, depth_m: np.ndarray, lens, *, width_px: int) -> np.ndarray:
+    """Random thin lens for a depth map (metres) -> CoC diameter in pixels per pixel.
+
+    S1 ~ U[x_near, x_far] of the map; F ~ U[f_min, f_max] mm; the sensor is
+    36 mm wide over `width_px` pixels. The aperture D is the capped constant:
+    it is drawn so that the largest CoC in the image is U[0, coc_max] pixels.
+    """
+    x_near, x_far = float(depth_m.min()), float(depth_m.max())
+    s1 = rng.uniform(x_near, x_far) * 1000.0  # mm
+    focal = rng.uniform(lens.focal_min_mm, lens.focal_max_mm)
+    f1 = image_space_focal(focal, s1)
+    unit = thin_lens_coc(
+        depth_m * 1000.0, s1, 1.0, f1
+    )  # CoC per mm of aperture, in mm on the sensor
+    unit_px = unit * (width_px / 36.0)
+    target_max = rng.uniform(0.0, lens.coc_max)
+    aperture = target_max / max(float(unit_px.max()), 1e-9)
+    return thin_lens_coc(depth_m * 1000.0, s1, aperture, f1) * (width_px / 36.0)
+
+
+# ----------------------------------------------------------------------------- depth
+
+
+def procedural_depth(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A layered scene in metres: a slanted background plane plus 1-4 nearer objects."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    far = rng.uniform(4.0, 30.0)
+    slope_y, slope_x = rng.uniform(-0.6, 0.6, size=2)
+    depth = far * (1.0 + slope_y * (yy / h - 0.5) + slope_x * (xx / w - 0.5))
+    for _ in range(int(rng.integers(1, 5))):
+        d_obj = rng.uniform(0.5, 0.8 * far)
+        kind = rng.integers(3)
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        ry, rx = rng.uniform(0.1, 0.45) * h, rng.uniform(0.1, 0.45) * w
+        if kind == 0:  # ellipse
+            m = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+        elif kind == 1:  # rectangle
+            m = (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx)
+        else:  # blob: thresholded smooth noise
+            noise = ndimage.gaussian_filter(rng.standard_normal((h, w)), sigma=min(h, w) / 10)
+            m = noise > np.quantile(noise, rng.uniform(0.6, 0.85))
+        ramp = d_obj * (1.0 + rng.uniform(-0.2, 0.2) * (yy - cy) / h)  # objects may tilt
+        depth = np.where(m, np.minimum(depth, ramp), depth)
+    return np.maximum(depth, 0.3).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- renderer
+
+
+def render_layers(
+    img: np.ndarray, depth: np.ndarray, coc: np.ndarray, *, n_layers: int, kernel: str
+):
+    """Layered defocus: per depth layer (far → near) blur colour·mask and mask, composite.
+
+    Returns (defocused image, per-pixel CoC actually rendered): each layer is
+    blurred with the CoC at its mean depth, and the returned map holds that
+    value on the layer's pixels, so labels match the rendering exactly.
+    """
+    edges = np.unique(np.quantile(depth, np.linspace(0, 1, n_layers + 1)))
+    layer = np.clip(np.searchsorted(edges, depth, side="right") - 1, 0, len(edges) - 2)
+    color = np.zeros_like(img)
+    alpha = np.zeros(depth.shape, np.float32)
+    rendered = np.zeros(depth.shape, np.float32)
+    for k in sorted(np.unique(layer), reverse=True):  # far first; nearer layers occlude
+        m = (layer == k).astype(np.float32)
+        c = float(coc[layer == k].mean())
+        rendered[layer == k] = c
+        if kernel == "gaussian":
+            s = float(coc_to_sigma(c))
+            bm, bi = degrade.gaussian_blur(m, s), degrade.gaussian_blur(img * m[..., None], s)
+        elif kernel == "disk":
+            bm, bi = degrade.disk_blur(m, c / 2.0), degrade.disk_blur(img * m[..., None], c / 2.0)
+        else:
+            raise ValueError(f"unknown defocus kernel {kernel!r}")
+        color = color * (1.0 - bm[..., None]) + bi
+        alpha = alpha * (1.0 - bm) + bm
+    out = color / np.maximum(alpha, 1e-6)[..., None]
+    return np.clip(out, 0.0, 1.0).astype(np.float32), rendered
+
+
+# ----------------------------------------------------------------------------- examples
+
+
+def _photo_and_depth(rng, source, size: int, use_real_depth: bool = True):
+    item = source[int(rng.integers(len(source)))]
+    if use_real_depth and "depth" in item:
+        img, depth = data.random_crop(rng, size, item["image"], item["depth"])
+        depth = depth * rng.uniform(1.5, 6.0)  # unit-free disparity depth -> metres
+    else:
+        (img,) = data.random_crop(rng, size, item["image"])
+        depth = procedural_depth(rng, size, size)
+    return data.random_flip_rot(rng, img, depth)
+
+
+def synthetic_example(rng: np.random.Generator, source, cfg) -> dict:
+    """One (I_S, y) pair: image (S, S, 3) and label σ/σ_max (S, S, 1) in [0, 1]."""
+    crop, margin = cfg.crop, cfg.lens.margin
+    img, depth = _photo_and_depth(rng, source, crop + 2 * margin)
+    coc = sample_coc(rng, depth, cfg.lens, width_px=cfg.lens.sensor_px)
+    out, rendered = render_layers(img, depth, coc, n_layers=cfg.lens.n_layers, kernel="gaussian")
+    sigma_max = (cfg.lens.coc_max - 1.0) / 4.0
+    label = np.clip(coc_to_sigma(rendered) / sigma_max, 0.0, 1.0)
+    if cfg.lens.noise > 0:
+        out = degrade.gaussian_noise(rng, out, rng.uniform(0, cfg.lens.noise))
+    s = slice(margin, margin + crop)
+    return {"image": out[s, s], "label": label[s, s, None].astype(np.float32)}
+
+
+def proxy_real_example(rng: np.random.Generator, source, cfg) -> dict:
+    """A 'real' defocused photo (disk PSF, noise, JPEG) with its binary blur mask (CoC > 1)."""
+    crop, margin = cfg.crop, cfg.lens.margin
+    img, depth = _photo_and_depth(rng, source, crop + 2 * margin, use_real_depth=False)
+    # focus on a random pixel's depth so that every proxy photo has a sharp region
+    s1 = float(depth[rng.integers(depth.shape[0]), rng.integers(depth.shape[1])]) * 1000.0
+    focal = rng.uniform(cfg.lens.focal_min_mm, cfg.lens.focal_max_mm)
+    f1 = image_space_focal(focal, s1)
+    unit_px = thin_lens_coc(depth * 1000.0, s1, 1.0, f1) * (cfg.lens.sensor_px / 36.0)
+    aperture = rng.uniform(0.1, 0.5) * cfg.lens.coc_max / max(float(unit_px.max()), 1e-9)
+    coc = unit_px * aperture
+    out, rendered = render_layers(img, depth, coc, n_layers=cfg.lens.n_layers, kernel="disk")
+    out = degrade.gaussian_noise(rng, out, rng.uniform(0.0, 0.02))
+    out = degrade.jpeg(out, int(rng.integers(60, 96)))
+    s = slice(margin, margin + crop)
+    return {"image": out[s, s], "mask": (rendered[s, s, None] > 1.0).astype(np.float32)}
+
+
+class MaskedFolder:
+    """CUHK-style blur-detection folder: PATH/image/* and PATH/gt/* matched by file stem."""
+
+    def __init__(self, path: str, invert: bool = False):
+        images = imageio.list_images(os.path.join(path, "image"))
+        masks = {
+            os.path.splitext(os.path.basename(p))[0]: p
+            for p in imageio.list_images(os.path.join(path, "gt"))
+        }
+        self.pairs, missing = [], []
+        for p in images:
+            stem = os.path.splitext(os.path.basename(p))[0]
+            (self.pairs.append((p, masks[stem])) if stem in masks else missing.append(p))
+        if missing:
+            raise imageio.ImageError(
+                f"{path}: {len(missing)} image(s) have no mask of the same name in gt/: {', '.join(missing[:5])}"
+            )
+        self.invert = invert
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def load(self, i: int):
+        img_path, mask_path = self.pairs[i]
+        img, mask = imageio.load_image(img_path), imageio.load_mask(mask_path)
+        if img.shape[:2] != mask.shape:
+            raise imageio.ImageError(
+                f"{mask_path}: mask is {mask.shape}, image {img_path} is {img.shape[:2]}"
+            )
+        return img, (1.0 - mask if self.invert else mask)
+
+    def example(self, rng: np.random.Generator, crop: int) -> dict:
+        img, mask = self.load(int(rng.integers(len(self))))
+        img, mask = data.random_crop(rng, crop, img, mask)
+        img, mask = data.random_flip_rot(rng, img, mask)
+        return {"image": img, "mask": mask[..., None]}
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def write_dataset(out: str, num: int, cfg, seed: int) -> None:
+    """Writes `num` synthetic pairs: NNNNN_image.png, NNNNN_label16.png, NNNNN_sigma.npy."""
+    source = data.make_source(cfg.train, min_size=cfg.crop + 2 * cfg.lens.margin)
+    os.makedirs(out, exist_ok=True)
+    from tqdm.auto import tqdm
+
+    for i in tqdm(range(num), desc="writing"):
+        ex = synthetic_example(np.random.default_rng([seed, i]), source, cfg)
+        imageio.save_png(os.path.join(out, f"{i:05d}_image.png"), ex["image"])
+        imageio.save_png(os.path.join(out, f"{i:05d}_label16.png"), ex["label"][..., 0], bits=16)
+        np.save(
+            os.path.join(out, f"{i:05d}_sigma.npy"),
+            ex["label"][..., 0] * (cfg.lens.coc_max - 1) / 4,
+        )
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m methods.defocus_data",
+        description="Write a fixed synthetic defocus dataset.",
+    )
+    p.add_argument("--out", required=True)
+    p.add_argument("--num", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variant", default="", help="configs/defocus.py variant, e.g. 'quick'")
+    a = p.parse_args(argv)
+    from configs import defocus as defocus_config
+
+    cfg = defocus_config.get_config(a.variant).data
+    write_dataset(a.out, a.num, cfg, a.seed)
+    print(f"wrote {a.num} pairs to {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""DMENet evaluation, samples and prediction.
+
+Evaluation (``--mode=eval`` and the end of training) writes ``eval/metrics.json``:
+
+* ``synthetic``: MSE / MAE of the σ-map on a held-out synthetic set (other
+  images and seeds than training) for B, for a constant predictor (the mean
+  training label) and for a no-learning blur measure (log local Laplacian
+  energy, mapped to σ by a least-squares line fitted on training samples);
+* ``masked``: blur detection on photos with binary masks (the disk-PSF proxy
+  by default, or a CUHK-style folder): pixel accuracy at ``eval.threshold``
+  and average precision, for B and the blur measure, with ``pr_curve.png``;
+* ``eval/samples.png``: input | ground truth | blur measure | B rows.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import ndimage
+
+from common import data, imageio, metrics
+from methods import defocus_data
+
+# ----------------------------------------------------------------------------- no-learning baseline
+
+
+def blur_measure(img: np.ndarray, window: float = 3.0) -> np.ndarray:
+    """Sharpness feature per pixel: log of the locally averaged |Laplacian| of the grey image."""
+    gray = img.mean(axis=-1)
+    lap = np.abs(ndimage.laplace(ndimage.gaussian_filter(gray, 0.5)))
+    return np.log(ndimage.gaussian_filter(lap, window) + 1e-4)
+
+
+def fit_blur_measure(examples) -> tuple[float, float]:
+    """Least-squares line label ≈ a·measure + b over training examples."""
+    xs = np.concatenate([blur_measure(e["image"]).ravel() for e in examples])
+    ys = np.concatenate([e["label"][..., 0].ravel() for e in examples])
+    a, b = np.polyfit(xs, ys, 1)
+    return float(a), float(b)
+
+
+def apply_blur_measure(img, ab):
+    return np.clip(ab[0] * blur_measure(img) + ab[1], 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- evaluator
+
+
+def _pad16(img):
+    h, w = img.shape[:2]
+    ph, pw = (-h) % 16, (-w) % 16
+    return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect") if (ph or pw) else img
+
+
+class Evaluator:
+    def __init__(self, config, nets):
+        from methods import defocus
+
+        self.config = config
+        self.nets = nets
+        self._predict = jax.jit(lambda s, x: defocus.predict_maps(s, x, nets=nets))
+
+    def maps(self, state, images: np.ndarray) -> np.ndarray:
+        bs = self.config.eval.batch_size
+        out = []
+        for i in range(0, len(images), bs):
+            out.append(np.asarray(self._predict(state, jnp.asarray(images[i : i + bs]))))
+        return np.concatenate(out)
+
+    def train_samples(self, state, frozen, batch) -> np.ndarray:
+        del frozen
+        x, y = batch["syn_image"][:3], batch["syn_label"][:3]
+        p = np.asarray(self._predict(state, jnp.asarray(x)))
+        rows = [[x[i], y[i, ..., 0], p[i, ..., 0]] for i in range(len(x))]
+        if "masked_image" in batch:
+            xm, mm = batch["masked_image"][:3], batch["masked_mask"][:3]
+            pm = np.asarray(self._predict(state, jnp.asarray(xm)))
+            rows += [[xm[i], mm[i, ..., 0], pm[i, ..., 0]] for i in range(len(xm))]
+        return imageio.grid(rows)
+
+    # -- held-out sets
+    def _eval_cfg(self):
+        c = self.config.data.copy_and_resolve_references()
+        with c.unlocked():
+            c.crop = self.config.eval.crop
+        return c
+
+    def synthetic_set(self):
+        dcfg = self._eval_cfg()
+        source = data.make_source(
+            self.config.eval.source, min_size=dcfg.crop + 2 * dcfg.lens.margin
+        )
+        fn = lambda rng: defocus_data.synthetic_example(rng, source, dcfg)
+        return data.fixed_set(fn, self.config.eval.num_synthetic, self.config.eval.seed)
+
+    def masked_set(self):
+        dcfg = self._eval_cfg()
+        if dcfg.masked.kind == "folder":
+            folder = defocus_data.MaskedFolder(dcfg.masked.path, invert=dcfg.masked.invert)
+            out = []
+            for i in range(len(folder)):  # whole images, padded to a multiple of 16
+                img, mask = folder.load(i)
+                out.append({"image": img, "mask": mask[..., None]})
+            return out, "folder:" + dcfg.masked.path
+        source = data.make_source(
+            self.config.eval.source, min_size=dcfg.crop + 2 * dcfg.lens.margin
+        )
+        fn = lambda rng: defocus_data.proxy_real_example(rng, source, dcfg)
+        return data.fixed_set(
+            fn, self.config.eval.num_masked, self.config.eval.seed + 1
+        ), "proxy (disk PSF + noise + JPEG)"
+
+    def _train_reference(self, n=32):
+        dcfg = self._eval_cfg()
+        source = data.make_source(self.config.data.train, min_size=dcfg.crop + 2 * dcfg.lens.margin)
+        fn = lambda rng: defocus_data.synthetic_example(rng, source, dcfg)
+        return data.fixed_set(fn, n, self.config.seed + 777)
+
+    def evaluate(self, state, frozen, outdir: str) -> dict:
+        del frozen
+        train_ref = self._train_reference()
+        const = float(np.mean([e["label"].mean() for e in train_ref]))
+        ab = fit_blur_measure(train_ref)
+
+        syn = self.synthetic_set()
+        x = np.stack([e["image"] for e in syn])
+        y = np.stack([e["label"] for e in syn])
+        pred = self.maps(state, x)
+        meas = np.stack([apply_blur_measure(im, ab) for im in x])[..., None]
+        results = {
+            "synthetic": {
+                "num_images": len(syn),
+                "images": self.config.eval.source.names
+                if self.config.eval.source.kind == "builtin"
+                else self.config.eval.source.kind,
+                "model": {
+                    "mse": float(np.mean((pred - y) ** 2)),
+                    "mae": float(np.mean(np.abs(pred - y))),
+                },
+                "constant": {
+                    "value": const,
+                    "mse": float(np.mean((const - y) ** 2)),
+                    "mae": float(np.mean(np.abs(const - y))),
+                },
+                "blur_measure": {
+                    "fit": list(ab),
+                    "mse": float(np.mean((meas - y) ** 2)),
+                    "mae": float(np.mean(np.abs(meas - y))),
+                },
+            }
+        }
+        results["synthetic"]["model_beats_constant"] = (
+            results["synthetic"]["model"]["mse"] < results["synthetic"]["constant"]["mse"]
+        )
+
+        masked, kind = self.masked_set()
+        scores, meas_scores, labels = [], [], []
+        for e in masked:
+            h, w = e["image"].shape[:2]
+            p = self.maps(state, _pad16(e["image"])[None])[0, :h, :w, 0]
+            scores.append(p.ravel())
+            meas_scores.append(apply_blur_measure(e["image"], ab).ravel())
+            labels.append(e["mask"][..., 0].ravel())
+        scores, meas_scores, labels = map(np.concatenate, (scores, meas_scores, labels))
+        t = self.config.eval.threshold
+        results["masked"] = {
+            "set": kind,
+            "num_images": len(masked),
+            "positive_fraction": float(labels.mean()),
+            "threshold": t,
+            "model": {
+                "accuracy": float(np.mean((scores > t) == (labels > 0.5))),
+                "ap": metrics.average_precision(scores, labels),
+            },
+            "blur_measure": {
+                "accuracy": float(np.mean((meas_scores > t) == (labels > 0.5))),
+                "ap": metrics.average_precision(meas_scores, labels),
+            },
+        }
+        self._plots(outdir, scores, meas_scores, labels, x, y, meas, pred)
+        return results
+
+    def _plots(self, outdir, scores, meas_scores, labels, x, y, meas, pred):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+        for name, s in (("DMENet (B)", scores), ("blur measure", meas_scores)):
+            p, r, _ = metrics.precision_recall(s, labels)
+            ax.plot(r, p, label=f"{name}  AP={metrics.average_precision(s, labels):.3f}")
+        ax.axhline(labels.mean(), color="gray", ls=":", label="chance")
+        ax.set(
+            xlabel="recall",
+            ylabel="precision",
+            title="blur detection (masked set)",
+            xlim=(0, 1),
+            ylim=(0, 1.02),
+        )
+        ax.legend(loc="lower left", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(os.path.join(outdir, "pr_curve.png"), dpi=120)
+        plt.close(fig)
+        n = min(6, len(x))
+        rows = [[x[i], y[i, ..., 0], meas[i, ..., 0], pred[i, ..., 0]] for i in range(n)]
+        imageio.save_png(os.path.join(outdir, "samples.png"), imageio.grid(rows))
+
+    # -- prediction
+    def predict(self, state, frozen, input_path: str, output_path: str) -> list[str]:
+        """Defocus map(s) of an image or a folder: colour-mapped PNG + raw 16-bit PNG each."""
+        del frozen
+        import matplotlib
+
+        if os.path.isdir(input_path):
+            inputs = imageio.list_images(input_path)
+            os.makedirs(output_path, exist_ok=True)
+            outs = [
+                os.path.join(
+                    output_path, os.path.splitext(os.path.relpath(p, input_path))[0] + ".png"
+                )
+                for p in inputs
+            ]
+        else:
+            inputs, outs = (
+                [input_path],
+                [output_path if output_path.lower().endswith(".png") else output_path + ".png"],
+            )
+        cmap = matplotlib.colormaps["inferno"]
+        written = []
+        for src, dst in zip(inputs, outs):
+            img = imageio.load_image(src)
+            h, w = img.shape[:2]
+            if min(h, w) < 16:
+                raise imageio.ImageError(
+                    f"{src}: image is {h}x{w}; DMENet needs at least 16x16 pixels"
+                )
+            m = self.maps(state, _pad16(img)[None])[0, :h, :w, 0]
+            imageio.save_png(dst, cmap(m)[..., :3])
+            raw = os.path.splitext(dst)[0] + "_raw16.png"
+            imageio.save_png(raw, m, bits=16)
+            written += [dst, raw]
+        return written
