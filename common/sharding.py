@@ -23,9 +23,9 @@ def maybe_initialize_distributed(config) -> None:
         jax.distributed.initialize()
 
 
-def make_mesh() -> Mesh:
-    """A 1-D mesh over every device of every process."""
-    return Mesh(np.asarray(jax.devices()), (DATA,))
+def make_mesh(devices=None) -> Mesh:
+    """A 1-D mesh over `devices` (default: every device of every process)."""
+    return Mesh(np.asarray(jax.devices() if devices is None else devices), (DATA,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

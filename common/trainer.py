@@ -71,6 +71,17 @@ class _Stop:
             signal.signal(signal.SIGTERM, self._old)
 
 
+def jit_train_step(task: Task, mesh):
+    """The jitted update: state replicated and donated, batch sharded on `data`."""
+    repl, data_sh = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    return jax.jit(
+        task.train_step,
+        in_shardings=(repl, data_sh, repl, repl),
+        out_shardings=(repl, repl),
+        donate_argnums=0,
+    )
+
+
 def _state_setup(task: Task, config, mesh):
     repl = sharding.replicated(mesh)
     init_key = jax.random.key(config.seed)
@@ -107,7 +118,7 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict:
     """Trains to `config.total_steps` (resuming from the latest checkpoint), then evaluates."""
     mesh = sharding.make_mesh()
     sharding.check_batch(config.batch_size, mesh)
-    repl, data_sh = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    repl = sharding.replicated(mesh)
     os.makedirs(workdir, exist_ok=True)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -131,13 +142,7 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict:
         state, start = init(init_key), 0
     frozen = jax.device_put(task.frozen, repl)
 
-    # ---- the jitted update: state replicated and donated, batch sharded on `data`
-    step_fn = jax.jit(
-        task.train_step,
-        in_shardings=(repl, data_sh, repl, repl),
-        out_shardings=(repl, repl),
-        donate_argnums=0,
-    )
+    step_fn = jit_train_step(task, mesh)
     base_key = jax.device_put(jax.random.key(config.seed + 1), repl)
 
     log = logger.Logger(workdir, metadata={**task.metadata, "devices": jax.device_count()})

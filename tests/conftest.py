@@ -1,0 +1,35 @@
+"""Shared test setup: CPU only, fast compilation, small helpers."""
+
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+import jax  # noqa: E402
+
+# Compile time dominates these tiny shapes; XLA's heavy passes are not needed.
+jax.config.update("jax_disable_most_optimizations", True)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def subprocess_env(devices=1, **extra):
+    """Environment of the test subprocesses: CPU with `devices` devices, fast compilation."""
+    e = dict(os.environ)
+    e.update(
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        PYTHONPATH=ROOT,
+        JAX_DISABLE_MOST_OPTIMIZATIONS="1",
+    )
+    e.update(extra)
+    return e
+
+
+def run_py(args, *, env=None, timeout=600, check=True, devices=1):
+    """Runs `python ARGS` from the repo root in a fresh process; returns CompletedProcess."""
+    e = subprocess_env(devices, **(env or {}))
+    p = subprocess.run([sys.executable, *args], cwd=ROOT, env=e, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"python {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
+    return p

@@ -1,0 +1,51 @@
+"""Run in a process with 4 CPU devices: N train steps on a 4-device mesh vs 1 device.
+
+Prints one JSON line: max abs parameter difference, trace count, device count.
+"""
+
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import data, sharding, trainer  # noqa: E402
+
+
+def run(method: str, variant: str, devices, steps: int):
+    import importlib
+
+    cfg_mod = importlib.import_module(f"configs.{method}")
+    config = cfg_mod.get_config(variant)
+    task = importlib.import_module(f"methods.{method}").build(config)
+    traces = {"n": 0}
+    inner = task.train_step
+
+    def counted(*a):
+        traces["n"] += 1  # runs only while tracing
+        return inner(*a)
+
+    task.train_step = counted
+    mesh = sharding.make_mesh(devices)
+    repl = sharding.replicated(mesh)
+    state = jax.jit(task.init, out_shardings=repl)(jax.random.key(config.seed))
+    frozen = jax.device_put(task.frozen, repl)
+    key = jax.device_put(jax.random.key(1), repl)
+    step = trainer.jit_train_step(task, mesh)
+    it = iter(task.train_data(config.seed))
+    for _ in range(steps):
+        state, metrics = step(state, sharding.to_global(next(it), mesh), key, frozen)
+    return jax.device_get(state), jax.device_get(metrics), traces["n"]
+
+
+if __name__ == "__main__":
+    method, variant = sys.argv[1], sys.argv[2]
+    assert jax.device_count() == 4, jax.devices()
+    s1, m1, t1 = run(method, variant, jax.devices()[:1], 3)
+    s4, m4, t4 = run(method, variant, jax.devices(), 3)
+    diffs = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) if np.size(a) else 0.0, s1, s4))
+    scale = max(float(np.max(np.abs(np.asarray(a)))) for a in jax.tree.leaves(s1) if np.size(a))
+    print(json.dumps({"max_diff": max(diffs), "param_scale": scale, "traces_1": t1, "traces_4": t4,
+                      "loss_1": float(m1["loss/main"]), "loss_4": float(m4["loss/main"])}))

@@ -1,0 +1,194 @@
+"""Bad and unusual inputs: clear errors naming the file, or documented handling."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from common import data, imageio, vgg
+from common.errors import UserError
+
+
+def _save(path, arr, mode=None):
+    Image.fromarray(arr, mode=mode).save(path) if mode else Image.fromarray(arr).save(path)
+    return str(path)
+
+
+def test_grayscale_rgba_16bit_and_palette_load_as_rgb(tmp_path):
+    g = _save(tmp_path / "g.png", np.full((9, 7), 128, np.uint8))
+    x = imageio.load_image(g)
+    assert x.shape == (9, 7, 3) and np.allclose(x, 128 / 255)
+    rgba = np.zeros((5, 5, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[..., 3] = 0  # fully transparent -> composited over white
+    rgba[0, 0, 3] = 255
+    x = imageio.load_image(_save(tmp_path / "a.png", rgba))
+    assert np.allclose(x[0, 0], [1, 0, 0]) and np.allclose(x[1, 1], [1, 1, 1])
+    a16 = np.full((4, 6), 65535 // 2, np.uint16)
+    p16 = str(tmp_path / "d.png")
+    Image.fromarray(a16).save(p16)
+    x = imageio.load_image(p16)
+    assert x.shape == (4, 6, 3) and abs(x[0, 0, 0] - 0.5) < 1e-4  # 16-bit precision kept
+    pal = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4)).convert("P")
+    pal.save(tmp_path / "p.png")
+    assert imageio.load_image(str(tmp_path / "p.png")).shape == (3, 4, 3)
+
+
+def test_corrupt_and_missing_files_name_the_file(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    with pytest.raises(imageio.ImageError, match="broken.jpg"):
+        imageio.load_image(str(bad))
+    trunc = tmp_path / "trunc.png"
+    _save(tmp_path / "ok.png", np.zeros((64, 64, 3), np.uint8))
+    trunc.write_bytes((tmp_path / "ok.png").read_bytes()[:60])
+    with pytest.raises(imageio.ImageError, match="trunc.png"):
+        imageio.load_image(str(trunc))
+    with pytest.raises(imageio.ImageError, match="nothere.png"):
+        imageio.load_image(str(tmp_path / "nothere.png"))
+
+
+def test_folder_source_errors(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match="contains no images"):
+        data.FolderSource(str(empty))
+    with pytest.raises(UserError, match="no such folder"):
+        data.FolderSource(str(tmp_path / "missing"))
+    imgs = tmp_path / "imgs" / "sub"
+    imgs.mkdir(parents=True)
+    _save(imgs / "big.png", np.zeros((80, 90, 3), np.uint8))
+    _save(imgs / "small.png", np.zeros((20, 90, 3), np.uint8))
+    with pytest.raises(UserError, match=r"small.png \(20x90\)"):
+        data.FolderSource(str(tmp_path / "imgs"), min_size=64)
+    src = data.FolderSource(str(tmp_path / "imgs"), min_size=16)  # recursive
+    assert len(src) == 2 and src[0]["image"].shape[-1] == 3
+
+
+def test_unknown_builtin_and_source_kind():
+    from ml_collections import ConfigDict
+
+    with pytest.raises(UserError, match="unknown builtin image 'lena'"):
+        data.BuiltinSource("astronaut,lena")
+    with pytest.raises(UserError, match="unknown data source kind 'web'"):
+        data.make_source(ConfigDict(dict(kind="web")))
+
+
+def test_unknown_config_variant():
+    from configs import defocus
+
+    with pytest.raises(ValueError, match="quik"):
+        defocus.get_config("quik")
+
+
+def test_pipeline_is_deterministic_and_resumable():
+    fn = lambda rng: {"x": rng.uniform(size=(2,)).astype(np.float32)}
+    it = iter(data.train_pipeline(fn, batch_size=3, seed=7, num_threads=1))
+    first = [next(it)["x"] for _ in range(2)]
+    state = it.get_state()
+    third = next(it)["x"]
+    it2 = iter(data.train_pipeline(fn, batch_size=3, seed=7, num_threads=2))
+    np.testing.assert_array_equal(next(it2)["x"], first[0])
+    it2.set_state(state)
+    np.testing.assert_array_equal(next(it2)["x"], third)
+    other = iter(data.train_pipeline(fn, batch_size=3, seed=8, num_threads=1))
+    assert not np.array_equal(next(other)["x"], first[0])
+
+
+def test_disparity_to_depth_fills_invalid():
+    disp = np.array([[1.0, np.inf], [0.0, 2.0]])
+    d = data.disparity_to_depth(disp)
+    assert np.all(np.isfinite(d)) and d[0, 0] > d[1, 1]
+
+
+# ----------------------------------------------------------------------------- VGG weights
+
+
+def _fake_layers(seed=0):
+    rng = np.random.default_rng(seed)
+    out, cin = {}, 3
+    for layer in vgg.LAYERS:
+        c = vgg.CHANNELS[layer]
+        out[layer] = (rng.normal(size=(3, 3, cin, c)).astype(np.float32) * 0.01, rng.normal(size=(c,)).astype(np.float32))
+        cin = c
+    return out
+
+
+def test_convert_npy_dict_format(tmp_path):
+    layers = _fake_layers()
+    d = {k: [w, b] for k, (w, b) in layers.items()}
+    d["fc6"] = [np.zeros((2, 2), np.float32), np.zeros(2, np.float32)]  # ignored
+    np.save(tmp_path / "vgg19.npy", d, allow_pickle=True)
+    vgg.convert(str(tmp_path / "vgg19.npy"), str(tmp_path / "w.npz"))
+    variables, pre = vgg.load(str(tmp_path / "w.npz"))
+    assert pre == "caffe"
+    p = variables["params"]
+    np.testing.assert_array_equal(p["conv1_1"]["kernel"], layers["conv1_1"][0][:, :, ::-1])  # BGR -> RGB
+    np.testing.assert_array_equal(p["conv5_4"]["bias"], layers["conv5_4"][1])
+    # the module runs with them and conv1_1 on an RGB input equals the BGR kernel on a BGR input
+    import jax.numpy as jnp
+
+    x = np.random.default_rng(1).uniform(size=(1, 16, 16, 3)).astype(np.float32)
+    feats = vgg.VGG19(upto="conv1_1").apply(variables, jnp.asarray(x))
+    xb = (x * 255.0 - np.array([123.68, 116.779, 103.939], np.float32))[..., ::-1]
+    import jax
+
+    ref = jax.lax.conv_general_dilated(jnp.asarray(xb), layers["conv1_1"][0], (1, 1), "SAME",
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(feats["conv1_1"], np.maximum(ref + layers["conv1_1"][1], 0), rtol=1e-4, atol=1e-3)
+
+
+def test_convert_keras_h5_format(tmp_path):
+    import h5py
+
+    layers = _fake_layers(1)
+    path = tmp_path / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    with h5py.File(path, "w") as f:
+        for layer, (w, b) in layers.items():
+            name = f"block{layer[4]}_conv{layer[6]}"
+            g = f.create_group(name)
+            g.attrs["weight_names"] = [f"{name}_W_1:0".encode(), f"{name}_b_1:0".encode()]
+            g.create_dataset(f"{name}_W_1:0", data=w)
+            g.create_dataset(f"{name}_b_1:0", data=b)
+    vgg.convert(str(path), str(tmp_path / "w.npz"))
+    variables, pre = vgg.load(str(tmp_path / "w.npz"))
+    np.testing.assert_array_equal(variables["params"]["conv3_2"]["kernel"], layers["conv3_2"][0])
+
+
+def test_convert_torchvision_pth(tmp_path):
+    torch = pytest.importorskip("torch", reason="torch is an optional extra: pip install .[torch]")
+    layers = _fake_layers(2)
+    sd = {}
+    for layer, idx in vgg._TORCH_INDEX.items():
+        w, b = layers[layer]
+        sd[f"features.{idx}.weight"] = torch.from_numpy(w.transpose(3, 2, 0, 1).copy())
+        sd[f"features.{idx}.bias"] = torch.from_numpy(b)
+    torch.save(sd, tmp_path / "vgg19-dcbb9e9d.pth")
+    vgg.convert(str(tmp_path / "vgg19-dcbb9e9d.pth"), str(tmp_path / "w.npz"))
+    variables, pre = vgg.load(str(tmp_path / "w.npz"))
+    assert pre == "torch"
+    np.testing.assert_array_equal(variables["params"]["conv1_1"]["kernel"], layers["conv1_1"][0])
+
+
+def test_missing_and_malformed_weights(tmp_path):
+    with pytest.raises(vgg.WeightsError, match="not found"):
+        vgg.load(str(tmp_path / "none.npz"))
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(vgg.WeightsError, match="bad.npz"):
+        vgg.load(str(bad))
+    np.savez(tmp_path / "partial.npz", __preprocess__=np.array("caffe"), **{"conv1_1/kernel": np.zeros((3, 3, 3, 64))})
+    with pytest.raises(vgg.WeightsError, match="missing array 'conv1_1/bias'"):
+        vgg.load(str(tmp_path / "partial.npz"))
+    layers = _fake_layers()
+    arrays = {f"{k}/kernel": w for k, (w, _) in layers.items()} | {f"{k}/bias": b for k, (_, b) in layers.items()}
+    arrays["conv2_1/kernel"] = np.zeros((3, 3, 64, 100), np.float32)
+    np.savez(tmp_path / "shape.npz", __preprocess__=np.array("caffe"), **arrays)
+    with pytest.raises(vgg.WeightsError, match="conv2_1/kernel"):
+        vgg.load(str(tmp_path / "shape.npz"))
+    with pytest.raises(vgg.WeightsError, match="unknown weights format"):
+        open(tmp_path / "x.bin", "wb").write(b"1")
+        vgg.convert(str(tmp_path / "x.bin"), str(tmp_path / "y.npz"))
+    assert os.path.exists(tmp_path / "x.bin")
