@@ -7,7 +7,8 @@ Variants (``:arg``, comma-separated):
           Adam 1e-4 x0.8 every 20 epochs of their 8,231-image set, full-width
           VGG-19 encoder. Sized for a GPU/TPU.
   quick   a 2-core CPU demo (<= 10 min): width x1/4 networks, 64x64 crops,
-          batch 4 per stream, 600 steps, lr 1e-3; learns a measurable map.
+          batch 4 per stream, 1500 steps, lr 1e-3 (x0.8 at step 1000); beats the
+          constant predictor on held-out images (README).
   test    tiny shapes for the test suite (width x1/16, 32x32 crops).
 Ablations of the seed's Fig. 6 (combine with a variant, e.g. ``quick,bd``):
   b (B only), bd (B+D), bdc (B+D+C), bdsc (B+D+S+C, no aux loss), full (default).
@@ -105,15 +106,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval.batch_size = 8
 
     if "quick" in args:
-        c.total_steps = 600
+        c.total_steps = 1500
         c.batch_size = 4
-        c.log_every = 25
-        c.sample_every = 200
-        c.checkpoint_every = 200
+        c.log_every = 50
+        c.sample_every = 500
+        c.checkpoint_every = 500
         c.model.width = 0.25
         c.model.n_res = 3
         c.optim.lr = 1e-3
-        c.optim.decay_steps = 400
+        c.optim.decay_steps = 1000
         c.data.crop = 64
         c.data.lens.margin = 8
         c.data.lens.n_layers = 8
