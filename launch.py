@@ -11,9 +11,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-config_flags.DEFINE_config_file(
-    "config", None, "Config file, e.g. configs/defocus.py:quick.", lock_config=True
-)
+config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/defocus.py:quick.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, samples, eval).")
 flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"], "What to do.")
 flags.DEFINE_string("input", None, "predict: an image or a folder of images.")

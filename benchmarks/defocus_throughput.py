@@ -64,15 +64,24 @@ def main():
     p.add_argument("--data-batches", type=int, default=20)
     a = p.parse_args()
     print(f"devices: {jax.devices()}  cpu cores: {os.cpu_count()}")
-    rows = [bench(v, a.steps if v != "default" else max(2, a.steps // 2), a.data_batches) for v in a.variants.split(",")]
-    hdr = f"{'variant':8} {'crop':>5} {'img/step':>8} {'compile+1st s':>13} {'step s':>8} {'steps/s':>8} {'img/s':>8} {'pipeline img/s':>15}"
+    rows = [
+        bench(v, a.steps if v != "default" else max(2, a.steps // 2), a.data_batches) for v in a.variants.split(",")
+    ]
+    hdr = (
+        f"{'variant':8} {'crop':>5} {'img/step':>8} {'compile+1st s':>13} {'step s':>8} "
+        f"{'steps/s':>8} {'img/s':>8} {'pipeline img/s':>15}"
+    )
     print(hdr)
     for r in rows:
-        print(f"{r['variant']:8} {r['crop']:5d} {r['images_per_step']:8d} {r['first_step_s']:13.2f} {r['step_s']:8.3f} "
-              f"{r['steps_per_s']:8.3f} {r['images_per_s']:8.2f} {r['pipeline_images_per_s']:15.1f}")
+        print(
+            f"{r['variant']:8} {r['crop']:5d} {r['images_per_step']:8d} {r['first_step_s']:13.2f} {r['step_s']:8.3f} "
+            f"{r['steps_per_s']:8.3f} {r['images_per_s']:8.2f} {r['pipeline_images_per_s']:15.1f}"
+        )
     if len(rows) > 1:
-        print(f"pipeline / model images/s (>1 means the model is the bottleneck): "
-              + ", ".join(f"{r['variant']}: {r['pipeline_images_per_s'] / r['images_per_s']:.2f}" for r in rows))
+        print(
+            "pipeline / model images/s (>1 means the model is the bottleneck): "
+            + ", ".join(f"{r['variant']}: {r['pipeline_images_per_s'] / r['images_per_s']:.2f}" for r in rows)
+        )
 
 
 if __name__ == "__main__":

@@ -28,9 +28,7 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(
-        self, step: int, state, *, data_state: dict | None = None, config: dict | None = None
-    ) -> None:
+    def save(self, step: int, state, *, data_state: dict | None = None, config: dict | None = None) -> None:
         items = {"state": ocp.args.StandardSave(state)}
         if data_state is not None:
             items["data"] = ocp.args.JsonSave(data_state)

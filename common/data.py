@@ -181,9 +181,7 @@ def make_source(cfg, min_size: int = 0) -> Sequence:
         return BuiltinSource(cfg.get("names") or None)
     if kind == "folder":
         if not cfg.get("path"):
-            raise ConfigError(
-                "data source kind 'folder' needs `path` (e.g. --config.data.train.path=DIR)"
-            )
+            raise ConfigError("data source kind 'folder' needs `path` (e.g. --config.data.train.path=DIR)")
         return FolderSource(cfg.path, min_size=min_size)
     if kind == "tfds":
         return TfdsSource(cfg.name, cfg.get("split", "train"), cfg.get("data_dir") or None)
@@ -198,9 +196,7 @@ def random_crop(rng: np.random.Generator, size: int, *arrays: np.ndarray) -> lis
     h, w = arrays[0].shape[:2]
     if h < size or w < size:
         ph, pw = max(0, size - h), max(0, size - w)
-        arrays = tuple(
-            np.pad(a, ((0, ph), (0, pw)) + ((0, 0),) * (a.ndim - 2), mode="reflect") for a in arrays
-        )
+        arrays = tuple(np.pad(a, ((0, ph), (0, pw)) + ((0, 0),) * (a.ndim - 2), mode="reflect") for a in arrays)
         h, w = arrays[0].shape[:2]
     y = int(rng.integers(0, h - size + 1))
     x = int(rng.integers(0, w - size + 1))

@@ -95,9 +95,7 @@ def list_images(folder: str) -> list[str]:
             if f.lower().endswith(IMAGE_EXTENSIONS):
                 found.append(os.path.join(root, f))
     if not found:
-        raise ImageError(
-            f"{folder}: folder contains no images (looked recursively for {', '.join(IMAGE_EXTENSIONS)})"
-        )
+        raise ImageError(f"{folder}: folder contains no images (looked recursively for {', '.join(IMAGE_EXTENSIONS)})")
     return sorted(found)
 
 

@@ -44,6 +44,18 @@ class Logger:
                 with open(os.path.join(workdir, "run_metadata.json"), "w") as f:
                     json.dump(metadata, f, indent=1)
 
+    def truncate_after(self, step: int) -> None:
+        """Removes metrics.jsonl lines of steps > `step` (left by a run killed after its last checkpoint)."""
+        path = os.path.join(self.workdir, "metrics.jsonl")
+        if not self.active or not os.path.exists(path):
+            return
+        with open(path) as f:
+            lines = f.readlines()
+        keep = [ln for ln in lines if ln.strip() and json.loads(ln)["step"] <= step]
+        if len(keep) != len(lines):
+            with open(path, "w") as f:
+                f.writelines(keep)
+
     def scalars(self, step: int, metrics: dict) -> dict:
         """Logs a (possibly nested) dict of scalars; raises on NaN/Inf."""
         flat = {k: float(np.asarray(v)) for k, v in flatten(metrics).items()}

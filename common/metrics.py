@@ -39,12 +39,8 @@ def _filter_valid(x, g):
     kh = jnp.tile(g.reshape(k, 1, 1, 1), (1, 1, 1, c))
     kw = jnp.tile(g.reshape(1, k, 1, 1), (1, 1, 1, c))
     dn = ("NHWC", "HWIO", "NHWC")
-    x = jax.lax.conv_general_dilated(
-        x, kh, (1, 1), "VALID", dimension_numbers=dn, feature_group_count=c
-    )
-    return jax.lax.conv_general_dilated(
-        x, kw, (1, 1), "VALID", dimension_numbers=dn, feature_group_count=c
-    )
+    x = jax.lax.conv_general_dilated(x, kh, (1, 1), "VALID", dimension_numbers=dn, feature_group_count=c)
+    return jax.lax.conv_general_dilated(x, kw, (1, 1), "VALID", dimension_numbers=dn, feature_group_count=c)
 
 
 def ssim(a, b, *, data_range: float = 1.0, size: int = 11, sigma: float = 1.5):

@@ -45,6 +45,4 @@ def check_batch(batch_size: int, mesh: Mesh, what: str = "batch size") -> None:
 def to_global(batch: dict, mesh: Mesh) -> dict:
     """Host-local numpy batch -> global arrays sharded on the data axis."""
     sharding = batch_sharded(mesh)
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
-    )
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)

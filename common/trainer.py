@@ -37,9 +37,7 @@ class Task:
     """What a method hands to the trainer. Functions marked pure are jitted."""
 
     init: Callable[[jax.Array], Any]  # pure: key -> state
-    train_step: Callable[
-        ..., tuple[Any, dict]
-    ]  # pure: (state, batch, key, frozen) -> (state, metrics)
+    train_step: Callable[..., tuple[Any, dict]]  # pure: (state, batch, key, frozen) -> (state, metrics)
     train_data: Callable[[int], Any]  # seed -> grain IterDataset of numpy batch dicts
     frozen: Any = None  # pytree of params that are inputs, never optimized (e.g. VGG-19)
     samples: Callable[..., np.ndarray] | None = None  # (state, frozen, batch) -> RGB grid
@@ -96,9 +94,7 @@ def restore_for_inference(task: Task, config, workdir: str):
     _, _, abstract = _state_setup(task, config, mesh)
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
     if ckpt.latest_step() is None:
-        raise FileNotFoundError(
-            f"{workdir}: no checkpoint found under checkpoints/; train first with --mode=train"
-        )
+        raise FileNotFoundError(f"{workdir}: no checkpoint found under checkpoints/; train first with --mode=train")
     state = _restore(ckpt, abstract, with_data=False)[0]
     frozen = jax.device_put(task.frozen, sharding.replicated(mesh))
     return state, frozen, ckpt
@@ -129,9 +125,7 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict:
 
     # ---- state: restored, or created already replicated
     init, init_key, abstract = _state_setup(task, config, mesh)
-    ckpt = checkpoint.Checkpointer(
-        os.path.join(workdir, "checkpoints"), max_to_keep=config.max_checkpoints
-    )
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.max_checkpoints)
     start = ckpt.latest_step()
     if start is not None:
         state, data_state = _restore(ckpt, abstract)
@@ -146,6 +140,7 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict:
     base_key = jax.device_put(jax.random.key(config.seed + 1), repl)
 
     log = logger.Logger(workdir, metadata={**task.metadata, "devices": jax.device_count()})
+    log.truncate_after(start)  # drop lines a killed run logged after its last checkpoint
     pause_at = int(os.environ.get(PAUSE_ENV, "-1"))
     total = int(config.total_steps)
     acc, acc_n, t_last, step_last = None, 0, time.perf_counter(), start
@@ -156,7 +151,7 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict:
         dynamic_ncols=True,
         desc="train",
     )
-    stopped = False
+    stopped, failed = False, False
     step = start
     with _Stop() as stop:
         try:
@@ -177,7 +172,7 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict:
                     now = time.perf_counter()
                     rate = (step - step_last) / max(now - t_last, 1e-9)
                     t_last, step_last = now, step
-                    means = jax.tree.map(lambda a: a / acc_n, jax.device_get(acc))
+                    means = jax.tree.map(np.divide, jax.device_get(acc), {k: acc_n for k in acc})
                     means["perf"] = {
                         "steps_per_sec": rate,
                         "images_per_sec": rate * task.images_per_step,
@@ -187,19 +182,11 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict:
                     if bar.disable:
                         print(_summary(step, total, flat), file=sys.stderr, flush=True)
                     else:
-                        bar.set_postfix(
-                            {k.split("/")[-1]: f"{v:.4g}" for k, v in list(flat.items())[:4]}
-                        )
-                if (
-                    task.samples
-                    and config.sample_every
-                    and (step % config.sample_every == 0 or step == total)
-                ):
+                        bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in list(flat.items())[:4]})
+                if task.samples and config.sample_every and (step % config.sample_every == 0 or step == total):
                     log.image(step, "train", task.samples(state, frozen, host_batch))
                 if step % config.checkpoint_every == 0 and step < total:
-                    ckpt.save(
-                        step, state, data_state=data_iter.get_state(), config=config.to_dict()
-                    )
+                    ckpt.save(step, state, data_state=data_iter.get_state(), config=config.to_dict())
                 if stop.requested:
                     print(f"SIGTERM: saving step {step} and stopping", file=sys.stderr, flush=True)
                     stopped = True
@@ -207,9 +194,12 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict:
         except KeyboardInterrupt:
             print(f"\nInterrupted: saving step {step} before exiting", file=sys.stderr, flush=True)
             stopped = True
+        except BaseException:
+            failed = True  # e.g. a NaN: keep the last good checkpoint, do not save this state
+            raise
         finally:
             bar.close()
-            if ckpt.latest_step() != step:
+            if not failed and ckpt.latest_step() != step:
                 ckpt.save(step, state, data_state=data_iter.get_state(), config=config.to_dict())
             ckpt.wait()
 

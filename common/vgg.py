@@ -41,7 +41,7 @@ _CAFFE_MEAN_RGB = np.array([123.68, 116.779, 103.939], np.float32)
 _TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
 # torchvision `features.N` index of each conv layer
-_TORCH_INDEX = dict(zip(LAYERS, (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)))
+_TORCH_INDEX = dict(zip(LAYERS, (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34), strict=True))
 
 
 class WeightsError(UserError):
@@ -113,6 +113,13 @@ def _from_npy(path):
     return out, "caffe", True
 
 
+def _datasets(group, h5py):
+    """Every dataset below an HDF5 group (Keras nests them one or two levels deep)."""
+    found = []
+    group.visititems(lambda _, obj: found.append(obj) if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
 def _from_h5(path):
     import h5py
 
@@ -129,12 +136,7 @@ def _from_h5(path):
             if name not in root:
                 raise WeightsError(f"{path}: missing Keras layer group {name!r}")
             g = root[name]
-            arrays = []
-            g.visititems(
-                lambda _, obj: (
-                    arrays.append(np.asarray(obj)) if isinstance(obj, h5py.Dataset) else None
-                )
-            )
+            arrays = [np.asarray(obj) for obj in _datasets(g, h5py)]
             kern = [a for a in arrays if a.ndim == 4]
             bias = [a for a in arrays if a.ndim == 1]
             if len(kern) != 1 or len(bias) != 1:
@@ -147,9 +149,7 @@ def _from_pth(path):
     try:
         import torch
     except ImportError as e:
-        raise WeightsError(
-            f"{path}: converting torchvision weights needs torch (pip install .[torch])"
-        ) from e
+        raise WeightsError(f"{path}: converting torchvision weights needs torch (pip install .[torch])") from e
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
@@ -204,9 +204,7 @@ def _check_shapes(arrays, path, width):
         if key not in arrays:
             raise WeightsError(f"{path}: missing array {key!r}")
         if tuple(arrays[key].shape) != shape:
-            raise WeightsError(
-                f"{path}: {key!r} has shape {tuple(arrays[key].shape)}, expected {shape}"
-            )
+            raise WeightsError(f"{path}: {key!r} has shape {tuple(arrays[key].shape)}, expected {shape}")
 
 
 def load(path: str) -> tuple[dict, str]:
@@ -223,14 +221,9 @@ def load(path: str) -> tuple[dict, str]:
     except Exception as e:  # noqa: BLE001
         raise WeightsError(f"{path}: not a readable .npz ({type(e).__name__}: {e})") from e
     if "__preprocess__" not in arrays:
-        raise WeightsError(
-            f"{path}: missing '__preprocess__' (write it with `python -m common.vgg convert`)"
-        )
+        raise WeightsError(f"{path}: missing '__preprocess__' (write it with `python -m common.vgg convert`)")
     _check_shapes(arrays, path, width=1.0)
-    params = {
-        layer: {"kernel": arrays[f"{layer}/kernel"], "bias": arrays[f"{layer}/bias"]}
-        for layer in LAYERS
-    }
+    params = {layer: {"kernel": arrays[f"{layer}/kernel"], "bias": arrays[f"{layer}/bias"]} for layer in LAYERS}
     return {"params": params}, str(arrays["__preprocess__"])
 
 
@@ -245,16 +238,12 @@ def load_or_init(path: str | None, *, width: float = 1.0, seed: int = 0) -> tupl
     global _warned
     if path:
         if width != 1.0:
-            raise WeightsError(
-                f"{path}: pretrained VGG-19 weights need model width 1.0, the config asks for {width}"
-            )
+            raise WeightsError(f"{path}: pretrained VGG-19 weights need model width 1.0, the config asks for {width}")
         variables, pre = load(path)
         return variables, pre, True
     if not _warned:
         msg = (
-            "\n"
-            + "!" * 78
-            + "\n!! No VGG-19 weights given (config.vgg19_weights is empty): using SEEDED "
+            "\n" + "!" * 78 + "\n!! No VGG-19 weights given (config.vgg19_weights is empty): using SEEDED "
             "RANDOM\n!! VGG-19 weights. Feature losses and encoders are not ImageNet-pretrained;\n"
             "!! label results made this way. See README 'VGG-19 weights'.\n" + "!" * 78
         )
@@ -268,9 +257,7 @@ def load_or_init(path: str | None, *, width: float = 1.0, seed: int = 0) -> tupl
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m common.vgg", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser(
-        "convert", help="convert .npy / .h5 / .pth VGG-19 weights to the project's .npz"
-    )
+    c = sub.add_parser("convert", help="convert .npy / .h5 / .pth VGG-19 weights to the project's .npz")
     c.add_argument("src")
     c.add_argument("dst")
     a = p.parse_args(argv)

@@ -45,9 +45,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     args = [a for a in (arg or "").split(",") if a]
     unknown = [a for a in args if a not in ("quick", "test", *ABLATIONS)]
     if unknown:
-        raise ValueError(
-            f"configs/defocus.py: unknown variant(s) {unknown}; use quick, test, {', '.join(ABLATIONS)}"
-        )
+        raise ValueError(f"configs/defocus.py: unknown variant(s) {unknown}; use quick, test, {', '.join(ABLATIONS)}")
 
     c = ml_collections.ConfigDict()
     c.method = "defocus"
@@ -81,9 +79,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.threads = 2  # grain read threads
     c.data.train = _source(TRAIN_IMAGES)
     c.data.real = ml_collections.ConfigDict(dict(kind="proxy"))  # proxy | same-as-masked
-    c.data.masked = ml_collections.ConfigDict(
-        dict(kind="proxy", path="", invert=False)
-    )  # proxy | folder
+    c.data.masked = ml_collections.ConfigDict(dict(kind="proxy", path="", invert=False))  # proxy | folder
     c.data.lens = ml_collections.ConfigDict(
         dict(
             coc_max=29.0,  # max CoC diameter (px) -> sigma_max = 7

@@ -60,9 +60,7 @@ class BlurNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        feats = vgg.VGG19(
-            upto="conv5_4", width=self.width, preprocess=self.preprocess, name="encoder"
-        )(x)
+        feats = vgg.VGG19(upto="conv5_4", width=self.width, preprocess=self.preprocess, name="encoder")(x)
         h, aux = feats["conv5_4"], []
         for level, ch in DECODER:
             if level in SKIPS:
@@ -175,9 +173,7 @@ class Nets:
         self.d = DomainNet(width=m.width)
         self.s = SharpNet()
         self.c = vgg.VGG19(upto="conv4_4", width=m.width, preprocess=preprocess)
-        sched = optax.exponential_decay(
-            config.optim.lr, config.optim.decay_steps, config.optim.decay, staircase=True
-        )
+        sched = optax.exponential_decay(config.optim.lr, config.optim.decay_steps, config.optim.decay, staircase=True)
         self.tx = optax.adam(sched, b1=config.optim.b1)
 
 
@@ -252,16 +248,12 @@ def train_step(state: State, batch: dict, key, frozen, *, nets: Nets, config):
             terms["aux"] = jnp.mean(aux_loss([a[:n] for a in aux], y))
             total += lam.aux * terms["aux"]
         if m.use_domain:
-            terms["adv"] = jnp.mean(
-                adversarial_loss(nets.d.apply({"params": d_params}, feat[n : 2 * n]))
-            )
+            terms["adv"] = jnp.mean(adversarial_loss(nets.d.apply({"params": d_params}, feat[n : 2 * n])))
             total += lam.adv * terms["adv"]
         if m.use_sharp:
             i0 = 2 * n if m.use_domain else n
             logits = nets.s.apply({"params": s_params}, out[i0 : i0 + n])
-            terms["sharp"] = jnp.mean(
-                sharpness_loss(logits, batch["masked_mask"], kind=m.sharp_loss)
-            )
+            terms["sharp"] = jnp.mean(sharpness_loss(logits, batch["masked_mask"], kind=m.sharp_loss))
             total += lam.sharp * terms["sharp"]
         if m.use_content:
             c = {"params": frozen["vgg"]["params"]}
@@ -271,9 +263,7 @@ def train_step(state: State, batch: dict, key, frozen, *, nets: Nets, config):
             total += lam.content * terms["content"]
         return total, terms
 
-    (l_main, terms), (g_outs, g_s) = jax.value_and_grad(main_loss_fn, argnums=(0, 1), has_aux=True)(
-        outs, state.sharp
-    )
+    (l_main, terms), (g_outs, g_s) = jax.value_and_grad(main_loss_fn, argnums=(0, 1), has_aux=True)(outs, state.sharp)
     (g_b,) = b_vjp(g_outs)
     upd, opt_b = nets.tx.update(g_b, state.opt_b, state.b)
     b_params = optax.apply_updates(state.b, upd)
@@ -310,21 +300,13 @@ def predict_maps(state: State, images, *, nets: Nets):
 def _check_config(config):
     for name, size in (("data.crop", config.data.crop), ("eval.crop", config.eval.crop)):
         if size % 16:
-            raise ConfigError(
-                f"config {name}={size} must be a multiple of 16 (B down-samples 4 times)"
-            )
+            raise ConfigError(f"config {name}={size} must be a multiple of 16 (B down-samples 4 times)")
     if config.model.sharp_loss not in ("mse", "bce"):
-        raise ConfigError(
-            f"config model.sharp_loss={config.model.sharp_loss!r}: expected 'mse' or 'bce'"
-        )
+        raise ConfigError(f"config model.sharp_loss={config.model.sharp_loss!r}: expected 'mse' or 'bce'")
     if config.data.real.kind not in ("proxy", "same-as-masked"):
-        raise ConfigError(
-            f"config data.real.kind={config.data.real.kind!r}: expected 'proxy' or 'same-as-masked'"
-        )
+        raise ConfigError(f"config data.real.kind={config.data.real.kind!r}: expected 'proxy' or 'same-as-masked'")
     if config.data.masked.kind not in ("proxy", "folder"):
-        raise ConfigError(
-            f"config data.masked.kind={config.data.masked.kind!r}: expected 'proxy' or 'folder'"
-        )
+        raise ConfigError(f"config data.masked.kind={config.data.masked.kind!r}: expected 'proxy' or 'folder'")
 
 
 def example_fn(config, source_cfg, *, masked_override=None):
@@ -376,9 +358,7 @@ def build(config) -> trainer.Task:
 
     def train_data(seed):
         fn = example_fn(config, config.data.train)
-        return data.train_pipeline(
-            fn, batch_size=config.batch_size, seed=seed, num_threads=config.data.threads
-        )
+        return data.train_pipeline(fn, batch_size=config.batch_size, seed=seed, num_threads=config.data.threads)
 
     def init(key):
         enc = jax.tree.map(jnp.asarray, encoder) if encoder is not None else None

@@ -60,9 +60,7 @@ def sample_coc(rng: np.random.Generator, depth_m: np.ndarray, lens, *, width_px:
     s1 = rng.uniform(x_near, x_far) * 1000.0  # mm
     focal = rng.uniform(lens.focal_min_mm, lens.focal_max_mm)
     f1 = image_space_focal(focal, s1)
-    unit = thin_lens_coc(
-        depth_m * 1000.0, s1, 1.0, f1
-    )  # CoC per mm of aperture, in mm on the sensor
+    unit = thin_lens_coc(depth_m * 1000.0, s1, 1.0, f1)  # CoC per mm of aperture, in mm on the sensor
     unit_px = unit * (width_px / 36.0)
     target_max = rng.uniform(0.0, lens.coc_max)
     aperture = target_max / max(float(unit_px.max()), 1e-9)
@@ -98,9 +96,7 @@ def procedural_depth(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- renderer
 
 
-def render_layers(
-    img: np.ndarray, depth: np.ndarray, coc: np.ndarray, *, n_layers: int, kernel: str
-):
+def render_layers(img: np.ndarray, depth: np.ndarray, coc: np.ndarray, *, n_layers: int, kernel: str):
     """Layered defocus: per depth layer (far → near) blur colour·mask and mask, composite.
 
     Returns (defocused image, per-pixel CoC actually rendered): each layer is
@@ -180,10 +176,7 @@ class MaskedFolder:
 
     def __init__(self, path: str, invert: bool = False):
         images = imageio.list_images(os.path.join(path, "image"))
-        masks = {
-            os.path.splitext(os.path.basename(p))[0]: p
-            for p in imageio.list_images(os.path.join(path, "gt"))
-        }
+        masks = {os.path.splitext(os.path.basename(p))[0]: p for p in imageio.list_images(os.path.join(path, "gt"))}
         self.pairs, missing = [], []
         for p in images:
             stem = os.path.splitext(os.path.basename(p))[0]
@@ -201,9 +194,7 @@ class MaskedFolder:
         img_path, mask_path = self.pairs[i]
         img, mask = imageio.load_image(img_path), imageio.load_mask(mask_path)
         if img.shape[:2] != mask.shape:
-            raise imageio.ImageError(
-                f"{mask_path}: mask is {mask.shape}, image {img_path} is {img.shape[:2]}"
-            )
+            raise imageio.ImageError(f"{mask_path}: mask is {mask.shape}, image {img_path} is {img.shape[:2]}")
         return img, (1.0 - mask if self.invert else mask)
 
     def example(self, rng: np.random.Generator, crop: int) -> dict:

@@ -90,9 +90,7 @@ class Evaluator:
 
     def synthetic_set(self):
         dcfg = self._eval_cfg()
-        source = data.make_source(
-            self.config.eval.source, min_size=dcfg.crop + 2 * dcfg.lens.margin
-        )
+        source = data.make_source(self.config.eval.source, min_size=dcfg.crop + 2 * dcfg.lens.margin)
         fn = lambda rng: defocus_data.synthetic_example(rng, source, dcfg)
         return data.fixed_set(fn, self.config.eval.num_synthetic, self.config.eval.seed)
 
@@ -105,9 +103,7 @@ class Evaluator:
                 img, mask = folder.load(i)
                 out.append({"image": img, "mask": mask[..., None]})
             return out, "folder:" + dcfg.masked.path
-        source = data.make_source(
-            self.config.eval.source, min_size=dcfg.crop + 2 * dcfg.lens.margin
-        )
+        source = data.make_source(self.config.eval.source, min_size=dcfg.crop + 2 * dcfg.lens.margin)
         fn = lambda rng: defocus_data.proxy_real_example(rng, source, dcfg)
         return data.fixed_set(
             fn, self.config.eval.num_masked, self.config.eval.seed + 1
@@ -219,10 +215,7 @@ class Evaluator:
             inputs = imageio.list_images(input_path)
             os.makedirs(output_path, exist_ok=True)
             outs = [
-                os.path.join(
-                    output_path, os.path.splitext(os.path.relpath(p, input_path))[0] + ".png"
-                )
-                for p in inputs
+                os.path.join(output_path, os.path.splitext(os.path.relpath(p, input_path))[0] + ".png") for p in inputs
             ]
         else:
             inputs, outs = (
@@ -231,13 +224,11 @@ class Evaluator:
             )
         cmap = matplotlib.colormaps["inferno"]
         written = []
-        for src, dst in zip(inputs, outs):
+        for src, dst in zip(inputs, outs, strict=True):
             img = imageio.load_image(src)
             h, w = img.shape[:2]
             if min(h, w) < 16:
-                raise imageio.ImageError(
-                    f"{src}: image is {h}x{w}; DMENet needs at least 16x16 pixels"
-                )
+                raise imageio.ImageError(f"{src}: image is {h}x{w}; DMENet needs at least 16x16 pixels")
             m = self.maps(state, _pad16(img)[None])[0, :h, :w, 0]
             imageio.save_png(dst, cmap(m)[..., :3])
             raw = os.path.splitext(dst)[0] + "_raw16.png"

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common import data, sharding, trainer  # noqa: E402
+from common import sharding, trainer  # noqa: E402
 
 
 def run(method: str, variant: str, devices, steps: int):
@@ -45,7 +45,25 @@ if __name__ == "__main__":
     assert jax.device_count() == 4, jax.devices()
     s1, m1, t1 = run(method, variant, jax.devices()[:1], 3)
     s4, m4, t4 = run(method, variant, jax.devices(), 3)
-    diffs = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) if np.size(a) else 0.0, s1, s4))
+    diffs = jax.tree.leaves(
+        jax.tree.map(
+            lambda a, b: (
+                float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) if np.size(a) else 0.0
+            ),
+            s1,
+            s4,
+        )
+    )
     scale = max(float(np.max(np.abs(np.asarray(a)))) for a in jax.tree.leaves(s1) if np.size(a))
-    print(json.dumps({"max_diff": max(diffs), "param_scale": scale, "traces_1": t1, "traces_4": t4,
-                      "loss_1": float(m1["loss/main"]), "loss_4": float(m4["loss/main"])}))
+    print(
+        json.dumps(
+            {
+                "max_diff": max(diffs),
+                "param_scale": scale,
+                "traces_1": t1,
+                "traces_4": t4,
+                "loss_1": float(m1["loss/main"]),
+                "loss_4": float(m4["loss/main"]),
+            }
+        )
+    )

@@ -11,7 +11,6 @@ import chex
 import jax
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_py, subprocess_env
 
 CFG = "--config=configs/defocus.py:test"
@@ -77,8 +76,14 @@ def test_train_outputs_resume_continue_and_exact_resume_after_sigkill(tmp_path):
 
     # interrupted: pause at step 3 (after the step-2 checkpoint), SIGKILL, resume to 4
     env = subprocess_env(RESTOREJAX_PAUSE_AT_STEP="3")
-    proc = subprocess.Popen([sys.executable, "launch.py", CFG, f"--workdir={b}"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "launch.py", CFG, f"--workdir={b}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 300
     out = ""
     while time.time() < deadline:
@@ -92,11 +97,12 @@ def test_train_outputs_resume_continue_and_exact_resume_after_sigkill(tmp_path):
     assert _params(b)[0] == 2
     p = run_py(["launch.py", CFG, f"--workdir={b}", "--config.eval_at_end=False"])
     assert "Resuming" in p.stderr and "step 2" in p.stderr
+    assert [json.loads(x)["step"] for x in open(os.path.join(b, "metrics.jsonl"))] == [2, 4]
     (sa, pa), (sb, pb) = _params(a), _params(b)
     assert sa == sb == 4
     leaves_a, leaves_b = jax.tree.leaves(pa), jax.tree.leaves(pb)
     assert len(leaves_a) == len(leaves_b) > 10
-    for x, y in zip(leaves_a, leaves_b):
+    for x, y in zip(leaves_a, leaves_b, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # bitwise
 
     # raising total_steps continues from 4
@@ -112,7 +118,9 @@ def test_train_outputs_resume_continue_and_exact_resume_after_sigkill(tmp_path):
     img = np.random.default_rng(0).uniform(size=(37, 50, 3)).astype(np.float32)
     imageio.save_png(str(tmp_path / "in.png"), img)
     out_png = str(tmp_path / "out.png")
-    run_py(["launch.py", CFG, f"--workdir={a}", "--mode=predict", f"--input={tmp_path / 'in.png'}", f"--output={out_png}"])
+    run_py(
+        ["launch.py", CFG, f"--workdir={a}", "--mode=predict", f"--input={tmp_path / 'in.png'}", f"--output={out_png}"]
+    )
     from PIL import Image
 
     with Image.open(out_png) as im:
@@ -124,9 +132,21 @@ def test_train_outputs_resume_continue_and_exact_resume_after_sigkill(tmp_path):
 def test_cli_errors_are_one_clear_line(tmp_path):
     p = run_py(["launch.py", CFG, f"--workdir={tmp_path}", "--config.model.widht=2"], check=False)
     assert p.returncode != 0 and "widht" in p.stderr
-    p = run_py(["launch.py", CFG, f"--workdir={tmp_path}", "--config.vgg19_weights=/nope/vgg.npz", "--config.model.width=1.0"], check=False)
+    p = run_py(
+        ["launch.py", CFG, f"--workdir={tmp_path}", "--config.vgg19_weights=/nope/vgg.npz", "--config.model.width=1.0"],
+        check=False,
+    )
     assert p.returncode != 0 and "/nope/vgg.npz" in p.stderr and "Traceback" not in p.stderr
-    p = run_py(["launch.py", CFG, f"--workdir={tmp_path}", "--config.data.train.kind=folder", f"--config.data.train.path={tmp_path}"], check=False)
+    p = run_py(
+        [
+            "launch.py",
+            CFG,
+            f"--workdir={tmp_path}",
+            "--config.data.train.kind=folder",
+            f"--config.data.train.path={tmp_path}",
+        ],
+        check=False,
+    )
     assert p.returncode != 0 and "contains no images" in p.stderr and "Traceback" not in p.stderr
     p = run_py(["launch.py", CFG, f"--workdir={tmp_path / 'empty'}", "--mode=eval"], check=False)
     assert p.returncode != 0 and "no checkpoint" in p.stderr and "Traceback" not in p.stderr

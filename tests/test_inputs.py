@@ -111,7 +111,10 @@ def _fake_layers(seed=0):
     out, cin = {}, 3
     for layer in vgg.LAYERS:
         c = vgg.CHANNELS[layer]
-        out[layer] = (rng.normal(size=(3, 3, cin, c)).astype(np.float32) * 0.01, rng.normal(size=(c,)).astype(np.float32))
+        out[layer] = (
+            rng.normal(size=(3, 3, cin, c)).astype(np.float32) * 0.01,
+            rng.normal(size=(c,)).astype(np.float32),
+        )
         cin = c
     return out
 
@@ -135,8 +138,9 @@ def test_convert_npy_dict_format(tmp_path):
     xb = (x * 255.0 - np.array([123.68, 116.779, 103.939], np.float32))[..., ::-1]
     import jax
 
-    ref = jax.lax.conv_general_dilated(jnp.asarray(xb), layers["conv1_1"][0], (1, 1), "SAME",
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    ref = jax.lax.conv_general_dilated(
+        jnp.asarray(xb), layers["conv1_1"][0], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     np.testing.assert_allclose(feats["conv1_1"], np.maximum(ref + layers["conv1_1"][1], 0), rtol=1e-4, atol=1e-3)
 
 

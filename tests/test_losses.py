@@ -31,7 +31,7 @@ def test_sample_coc_respects_cap():
     from configs import defocus as cfg
 
     lens = cfg.get_config().data.lens
-    for i in range(20):
+    for _ in range(20):
         depth = dd.procedural_depth(rng, 48, 48)
         coc = dd.sample_coc(rng, depth, lens, width_px=lens.sensor_px)
         assert coc.min() >= 0 and coc.max() <= lens.coc_max + 1e-6
@@ -131,7 +131,9 @@ def test_metrics_against_references():
     mse = ((a - b) ** 2).reshape(2, -1).mean(-1)
     np.testing.assert_allclose(metrics.psnr(jnp.asarray(a), jnp.asarray(b)), 10 * np.log10(1 / mse), rtol=1e-5)
     ref = [
-        structural_similarity(a[i], b[i], channel_axis=-1, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        structural_similarity(
+            a[i], b[i], channel_axis=-1, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
         for i in range(2)
     ]
     # skimage averages over the full image with cropped borders (pad = 5); compare the same region
