@@ -17,7 +17,6 @@ and its iterator state is a single integer saved with each checkpoint.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -246,12 +245,3 @@ def train_pipeline(
 def fixed_set(sample_fn: Callable[[np.random.Generator], dict], n: int, seed: int) -> list[dict]:
     """`n` examples drawn with seeds (seed, i): a reproducible held-out set."""
     return [sample_fn(np.random.default_rng([seed, i])) for i in range(n)]
-
-
-def stack(examples: Sequence[dict]) -> dict:
-    return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
-
-
-@functools.lru_cache(maxsize=8)
-def cached_builtin(names: tuple[str, ...]) -> BuiltinSource:
-    return BuiltinSource(names)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 
@@ -50,7 +49,3 @@ class ResBlock(nn.Module):
         if self.project or x.shape[-1] != self.features:
             x = nn.Conv(self.features, (1, 1), use_bias=False, name="shortcut")(x)
         return lrelu(h + x)
-
-
-def count_params(tree) -> int:
-    return int(sum(x.size for x in jax.tree.leaves(tree)))

@@ -28,7 +28,6 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from common import data, layers, trainer, vgg
@@ -384,7 +383,3 @@ def build(config) -> trainer.Task:
         },
         images_per_step=streams * config.batch_size,
     )
-
-
-def count(tree) -> int:
-    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
