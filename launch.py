@@ -34,8 +34,8 @@ def main(argv):
     if FLAGS.mode == "train":
         trainer.train_and_evaluate(task, config, workdir)
     elif FLAGS.mode == "eval":
-        state, frozen, ckpt = trainer.restore_for_inference(task, config, workdir)
-        trainer.run_evaluation(task, state, frozen, workdir, ckpt.latest_step())
+        state, frozen, step = trainer.restore_for_inference(task, config, workdir)
+        trainer.run_evaluation(task, state, frozen, workdir, step)
     else:
         if not FLAGS.input or not FLAGS.output:
             raise app.UsageError("--mode=predict needs --input=PATH and --output=PATH")

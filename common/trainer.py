@@ -26,6 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from common import checkpoint, logger, sharding
+from common.errors import ConfigError
 
 # Test hook: the loop sleeps forever once it reaches this step (after saving
 # the checkpoints due before it), so a test can SIGKILL a run at a known point.
@@ -89,22 +90,24 @@ def _state_setup(task: Task, config, mesh):
 
 
 def restore_for_inference(task: Task, config, workdir: str):
-    """Latest checkpoint's state (no data stream) and the frozen params, replicated."""
+    """-> (latest checkpoint's state without the data stream, frozen params, its step), replicated."""
     mesh = sharding.make_mesh()
     _, _, abstract = _state_setup(task, config, mesh)
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
     if ckpt.latest_step() is None:
         raise FileNotFoundError(f"{workdir}: no checkpoint found under checkpoints/; train first with --mode=train")
+    step = ckpt.latest_step()
     state = _restore(ckpt, abstract, with_data=False)[0]
+    ckpt.close()
     frozen = jax.device_put(task.frozen, sharding.replicated(mesh))
-    return state, frozen, ckpt
+    return state, frozen, step
 
 
 def _restore(ckpt, abstract, with_data=True):
     try:
         return ckpt.restore(abstract, with_data=with_data)
     except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(
+        raise ConfigError(
             f"{ckpt.directory}: checkpoint step {ckpt.latest_step()} does not match this config "
             f"(was it written with other model sizes?): {type(e).__name__}: {str(e)[:300]}"
         ) from e

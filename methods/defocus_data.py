@@ -49,6 +49,12 @@ def coc_to_sigma(coc):
     return np.maximum(coc - 1.0, 0.0) / 4.0
 
 
+def coc_per_unit_aperture(depth_m, s1_mm, focal_mm, width_px):
+    """CoC in pixels per mm of aperture D (36 mm sensor over `width_px` pixels); also returns f1."""
+    f1 = image_space_focal(focal_mm, s1_mm)
+    return thin_lens_coc(depth_m * 1000.0, s1_mm, 1.0, f1) * (width_px / 36.0), f1
+
+
 def sample_coc(rng: np.random.Generator, depth_m: np.ndarray, lens, *, width_px: int) -> np.ndarray:
     """Random thin lens for a depth map (metres) -> CoC diameter in pixels per pixel.
 
@@ -59,9 +65,7 @@ def sample_coc(rng: np.random.Generator, depth_m: np.ndarray, lens, *, width_px:
     x_near, x_far = float(depth_m.min()), float(depth_m.max())
     s1 = rng.uniform(x_near, x_far) * 1000.0  # mm
     focal = rng.uniform(lens.focal_min_mm, lens.focal_max_mm)
-    f1 = image_space_focal(focal, s1)
-    unit = thin_lens_coc(depth_m * 1000.0, s1, 1.0, f1)  # CoC per mm of aperture, in mm on the sensor
-    unit_px = unit * (width_px / 36.0)
+    unit_px, f1 = coc_per_unit_aperture(depth_m, s1, focal, width_px)
     target_max = rng.uniform(0.0, lens.coc_max)
     aperture = target_max / max(float(unit_px.max()), 1e-9)
     return thin_lens_coc(depth_m * 1000.0, s1, aperture, f1) * (width_px / 36.0)
@@ -160,8 +164,7 @@ def proxy_real_example(rng: np.random.Generator, source, cfg) -> dict:
     # focus on a random pixel's depth so that every proxy photo has a sharp region
     s1 = float(depth[rng.integers(depth.shape[0]), rng.integers(depth.shape[1])]) * 1000.0
     focal = rng.uniform(cfg.lens.focal_min_mm, cfg.lens.focal_max_mm)
-    f1 = image_space_focal(focal, s1)
-    unit_px = thin_lens_coc(depth * 1000.0, s1, 1.0, f1) * (cfg.lens.sensor_px / 36.0)
+    unit_px, _ = coc_per_unit_aperture(depth, s1, focal, cfg.lens.sensor_px)
     aperture = rng.uniform(0.1, 0.5) * cfg.lens.coc_max / max(float(unit_px.max()), 1e-9)
     coc = unit_px * aperture
     out, rendered = render_layers(img, depth, coc, n_layers=cfg.lens.n_layers, kernel="disk")

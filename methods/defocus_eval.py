@@ -62,6 +62,15 @@ class Evaluator:
         self.config = config
         self.nets = nets
         self._predict = jax.jit(lambda s, x: defocus.predict_maps(s, x, nets=nets))
+        self._sources = {}
+
+    def _source(self, which: str):
+        """The eval or train image source, built (and decoded) once per evaluator."""
+        if which not in self._sources:
+            cfg = self.config.eval.source if which == "eval" else self.config.data.train
+            lens = self.config.data.lens
+            self._sources[which] = data.make_source(cfg, min_size=self.config.eval.crop + 2 * lens.margin)
+        return self._sources[which]
 
     def maps(self, state, images: np.ndarray) -> np.ndarray:
         bs = self.config.eval.batch_size
@@ -90,7 +99,7 @@ class Evaluator:
 
     def synthetic_set(self):
         dcfg = self._eval_cfg()
-        source = data.make_source(self.config.eval.source, min_size=dcfg.crop + 2 * dcfg.lens.margin)
+        source = self._source("eval")
         fn = lambda rng: defocus_data.synthetic_example(rng, source, dcfg)
         return data.fixed_set(fn, self.config.eval.num_synthetic, self.config.eval.seed)
 
@@ -103,7 +112,7 @@ class Evaluator:
                 img, mask = folder.load(i)
                 out.append({"image": img, "mask": mask[..., None]})
             return out, "folder:" + dcfg.masked.path
-        source = data.make_source(self.config.eval.source, min_size=dcfg.crop + 2 * dcfg.lens.margin)
+        source = self._source("eval")
         fn = lambda rng: defocus_data.proxy_real_example(rng, source, dcfg)
         return data.fixed_set(
             fn, self.config.eval.num_masked, self.config.eval.seed + 1
@@ -111,7 +120,7 @@ class Evaluator:
 
     def _train_reference(self, n=32):
         dcfg = self._eval_cfg()
-        source = data.make_source(self.config.data.train, min_size=dcfg.crop + 2 * dcfg.lens.margin)
+        source = self._source("train")
         fn = lambda rng: defocus_data.synthetic_example(rng, source, dcfg)
         return data.fixed_set(fn, n, self.config.seed + 777)
 
