@@ -48,6 +48,12 @@ class Checkpointer:
         out = self.manager.restore(step, args=ocp.args.Composite(**items))
         return out["state"], (out["data"] if "data" in items else None)
 
+    def restore_raw(self, step: int | None = None):
+        """The `state` item as stored (nested dicts of arrays), without a target structure."""
+        step = self.latest_step() if step is None else step
+        out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        return out["state"]
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 

@@ -39,9 +39,13 @@ _SKIMAGE_NAMES = (
     "retina",
     "stereo_motorcycle",
 )
+# grayscale photos/textures (returned as 3 equal channels)
+_SKIMAGE_GRAY = ("camera", "moon", "grass", "gravel", "brick", "clock", "coins", "page", "text")
 _EXTRA_NAMES = ("grace_hopper", "china", "flower")
-BUILTIN_NAMES = _SKIMAGE_NAMES + _EXTRA_NAMES
+BUILTIN_NAMES = _SKIMAGE_NAMES + _SKIMAGE_GRAY + _EXTRA_NAMES
 ENDLESS = 2**40  # "infinite" index range of training streams
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA_ENV = "RESTOREJAX_SHARED_DATA"  # overrides ../shared/data (the benchmark images)
 
 
 def _load_builtin(name: str) -> dict[str, Any]:
@@ -56,6 +60,8 @@ def _load_builtin(name: str) -> dict[str, Any]:
         out["depth"] = disparity_to_depth(disp)
     elif name in _SKIMAGE_NAMES:
         out["image"] = getattr(skimage.data, name)().astype(np.float32) / 255.0
+    elif name in _SKIMAGE_GRAY:
+        out["image"] = np.repeat(getattr(skimage.data, name)()[..., None], 3, -1).astype(np.float32) / 255.0
     elif name == "grace_hopper":
         import matplotlib.cbook
 
@@ -185,6 +191,34 @@ def make_source(cfg, min_size: int = 0) -> Sequence:
     if kind == "tfds":
         return TfdsSource(cfg.name, cfg.get("split", "train"), cfg.get("data_dir") or None)
     raise ConfigError(f"unknown data source kind {kind!r}; expected builtin, folder or tfds")
+
+
+def shared_data_dir(name: str) -> str | None:
+    """`../shared/data/<name>` beside the repository (or under $RESTOREJAX_SHARED_DATA), if it exists."""
+    root = os.environ.get(SHARED_DATA_ENV) or os.path.join(os.path.dirname(REPO_ROOT), "shared", "data")
+    path = os.path.join(root, name)
+    return path if os.path.isdir(path) else None
+
+
+def image_sets(spec: str) -> list[tuple[str, Sequence]]:
+    """Named evaluation sets from a comma-separated spec.
+
+    Each item is a folder (``../shared/data/set5``; named by its last path
+    component) or ``builtin:NAME+NAME`` (named ``builtin``).
+    """
+    sets = []
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        if item.startswith("builtin:"):
+            sets.append(("builtin", BuiltinSource(item[len("builtin:") :].replace("+", ","))))
+        else:
+            if not os.path.isdir(item):
+                raise ConfigError(f"evaluation set {item!r} is not a folder (nor builtin:NAME+NAME)")
+            sets.append((os.path.basename(os.path.normpath(item)), FolderSource(item)))
+    if not sets:
+        raise ConfigError(f"no evaluation set in {spec!r}")
+    return sets
 
 
 # ----------------------------------------------------------------------------- augmentation

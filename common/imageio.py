@@ -99,6 +99,19 @@ def list_images(folder: str) -> list[str]:
     return sorted(found)
 
 
+def predict_pairs(input_path: str, output_path: str, ext: str = ".png") -> list[tuple[str, str]]:
+    """(source, destination) pairs of --mode=predict: a file → a file, a folder → the same tree under a folder."""
+    if os.path.isdir(input_path):
+        os.makedirs(output_path, exist_ok=True)
+        return [
+            (p, os.path.join(output_path, os.path.splitext(os.path.relpath(p, input_path))[0] + ext))
+            for p in list_images(input_path)
+        ]
+    if not os.path.exists(input_path):
+        raise ImageError(f"{input_path}: no such file or folder")
+    return [(input_path, output_path if output_path.lower().endswith(ext) else output_path + ext)]
+
+
 def to_uint8(img: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(img, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 

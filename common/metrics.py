@@ -26,6 +26,18 @@ def psnr(a, b, *, data_range: float = 1.0):
     return 10.0 * jnp.log10(data_range**2 / jnp.maximum(mse(a, b), 1e-12))
 
 
+def rgb_to_y(img):
+    """Luma Y of ITU-R BT.601 as MATLAB's ``rgb2ycbcr`` computes it, scaled to [0, 1] (16/255..235/255)."""
+    return (16.0 + img[..., 0:1] * 65.481 + img[..., 1:2] * 128.553 + img[..., 2:3] * 24.966) / 255.0
+
+
+def shave(img, border: int):
+    """Drops `border` pixels on every side of NHWC (or HWC) images, as SR benchmarks do."""
+    if border <= 0:
+        return img
+    return img[..., border:-border, border:-border, :]
+
+
 def _gaussian_window(size: int = 11, sigma: float = 1.5):
     x = jnp.arange(size, dtype=jnp.float32) - (size - 1) / 2
     g = jnp.exp(-(x**2) / (2 * sigma**2))

@@ -230,10 +230,16 @@ def load(path: str) -> tuple[dict, str]:
 _warned = False
 
 
-def load_or_init(path: str | None, *, width: float = 1.0, seed: int = 0) -> tuple[dict, str, bool]:
+def load_or_init(
+    path: str | None, *, width: float = 1.0, seed: int = 0, random_init: str = "lecun"
+) -> tuple[dict, str, bool]:
     """Pretrained variables from `path`, or seeded random ones (warned once).
 
-    Returns (variables, preprocess, pretrained).
+    `random_init` picks the random kernels: ``lecun`` (flax's default; deep
+    activations shrink ~2x per layer, so conv5_4 features are ~1e-5 of the
+    input) or ``he`` (variance 2/fan_in, which keeps activations at the
+    input's scale through the ReLUs, the better stand-in for a feature loss
+    calibrated on pretrained weights). Returns (variables, preprocess, pretrained).
     """
     global _warned
     if path:
@@ -251,6 +257,12 @@ def load_or_init(path: str | None, *, width: float = 1.0, seed: int = 0) -> tupl
         print(msg, file=sys.stderr)
         _warned = True
     variables = VGG19(width=width).init(jax.random.key(seed), jnp.zeros((1, 32, 32, 3)))
+    if random_init == "he":
+        variables = jax.tree_util.tree_map_with_path(
+            lambda p, v: v * np.sqrt(2.0) if jax.tree_util.keystr(p).endswith("['kernel']") else v, variables
+        )
+    elif random_init != "lecun":
+        raise ValueError(f"random_init must be 'lecun' or 'he', got {random_init!r}")
     return jax.tree.map(np.asarray, variables), "caffe", False
 
 

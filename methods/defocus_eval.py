@@ -220,20 +220,10 @@ class Evaluator:
         del frozen
         import matplotlib
 
-        if os.path.isdir(input_path):
-            inputs = imageio.list_images(input_path)
-            os.makedirs(output_path, exist_ok=True)
-            outs = [
-                os.path.join(output_path, os.path.splitext(os.path.relpath(p, input_path))[0] + ".png") for p in inputs
-            ]
-        else:
-            inputs, outs = (
-                [input_path],
-                [output_path if output_path.lower().endswith(".png") else output_path + ".png"],
-            )
+        pairs = imageio.predict_pairs(input_path, output_path)
         cmap = matplotlib.colormaps["inferno"]
         written = []
-        for src, dst in zip(inputs, outs, strict=True):
+        for src, dst in pairs:
             img = imageio.load_image(src)
             h, w = img.shape[:2]
             if min(h, w) < 16:

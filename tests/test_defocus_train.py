@@ -43,7 +43,7 @@ def test_four_device_mesh_matches_one_device_and_does_not_retrace():
     r = json.loads(p.stdout.strip().splitlines()[-1])
     assert r["traces_1"] == 1 and r["traces_4"] == 1, r
     assert r["max_diff"] <= 1e-4 * max(1.0, r["param_scale"]), r
-    np.testing.assert_allclose(r["loss_1"], r["loss_4"], rtol=1e-4)
+    np.testing.assert_allclose(r["metrics_1"]["loss/main"], r["metrics_4"]["loss/main"], rtol=1e-4)
 
 
 def _params(workdir):

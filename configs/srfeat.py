@@ -1,0 +1,135 @@
+r"""SRFeat: super-resolution with an image and a feature discriminator (seed 000).
+
+    # stage 1: MSE pre-training (SRFeat_M)
+    python launch.py --config=configs/srfeat.py:quick --workdir=runs/srfeat_m
+    # stage 2: adversarial fine-tuning from stage 1 (SRFeat_IF)
+    python launch.py --config=configs/srfeat.py:quick --workdir=runs/srfeat_if \
+        --config.stage=gan --config.init_from=runs/srfeat_m
+    # x4 Y-PSNR/SSIM vs bicubic on Set5 + Set14 (../shared/data when present)
+    python launch.py --config=configs/srfeat.py:quick --workdir=runs/srfeat_m --mode=eval
+
+Variants (``:arg``, comma-separated):
+  (none)  the authors' settings: LR 74 / HR 296 patches, batch 9, generator
+          16 blocks x 128 channels, full discriminators, full VGG-19;
+          pretrain 20 epochs, GAN 5 epochs of their ~100k DIV2K patches
+          (x0.1 every 10 / 2 epochs). Sized for a GPU/TPU.
+  quick   a 2-core CPU demo (<= 10 min per stage): a SMALLER generator
+          (8 blocks x 32 channels), LR 16 / HR 64 patches, batch 16,
+          discriminators and VGG-19 at width 1/4 (so random VGG weights,
+          with feature_scale 1/127.5 instead of 1/12.75 to keep L_p of
+          order 1); pretrain 4000 steps at lr 1e-3, GAN 1000 steps.
+  test    tiny shapes for the test suite.
+  gan     shorthand for --config.stage=gan (stage 2; needs --config.init_from).
+  feat    the seed's first embodiment: feature discriminator only (no image D).
+  x2, x3  scale 2 or 3 instead of 4.
+"""
+
+import ml_collections
+
+# Builtin natural photos (colour and grey) for training; Set5/Set14 (../shared/data) are the evaluation sets.
+TRAIN_IMAGES = "astronaut,chelsea,coffee,rocket,stereo_motorcycle,camera,moon,grass,gravel,brick,clock,coins"
+VARIANTS = ("quick", "test", "gan", "feat", "x2", "x3")
+EPOCH = 100_000 // 9  # steps per epoch of the authors' ~100k patches at batch 9
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    args = [a for a in (arg or "").split(",") if a]
+    unknown = [a for a in args if a not in VARIANTS]
+    if unknown:
+        raise ValueError(f"configs/srfeat.py: unknown variant(s) {unknown}; use {', '.join(VARIANTS)}")
+
+    c = ml_collections.ConfigDict()
+    c.method = "srfeat"
+    c.stage = "pretrain"  # pretrain (pixel MSE, SRFeat_M) | gan (perceptual + adversarial)
+    c.init_from = ""  # gan stage: workdir of a pretrain run ('scratch' = random generator)
+    c.seed = 0
+    c.total_steps = 0  # 0 = the stage's default: pretrain.steps or gan.steps
+    c.batch_size = 9
+    c.log_every = 100
+    c.sample_every = 2000
+    c.checkpoint_every = 5000
+    c.max_checkpoints = 3
+    c.eval_at_end = True
+    c.distributed = False
+    c.vgg19_weights = ""  # .npz from `python -m common.vgg convert`; '' = random (warned)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.scale = 4  # 2, 3 or 4
+    c.model.channels = 128
+    c.model.blocks = 16
+    c.model.long_skip = True  # the seed's weighted sum of all block outputs (claim 5)
+
+    c.disc = ml_collections.ConfigDict()
+    c.disc.image = True  # image discriminator (False: the seed's first embodiment)
+    c.disc.feature = True  # feature discriminator on VGG-19 conv5_4 / 12.75
+    c.disc.width = 1.0  # channel multiplier of both discriminators
+    c.disc.schedule = "alternate"  # alternate (D step, then G against the new D) | simultaneous
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.adv_image = 1e-3
+    c.loss.adv_feature = 1e-3
+    c.loss.d_weight = 1e-3  # weight of the discriminator losses (authors' code)
+    c.loss.feature_scale = 1 / 12.75  # VGG conv5_4 features are scaled by this
+    c.loss.vgg_width = 1.0  # VGG-19 channel multiplier (1.0 to use pretrained weights)
+
+    # Adam per stage (the generator and both discriminators), lr x decay every decay_steps
+    c.pretrain = ml_collections.ConfigDict(dict(steps=20 * EPOCH, lr=1e-4, b1=0.9, eps=1e-8, decay=0.1))
+    c.pretrain.decay_steps = 10 * EPOCH
+    c.gan = ml_collections.ConfigDict(dict(steps=5 * EPOCH, lr=1e-4, b1=0.9, eps=1e-10, decay=0.1))
+    c.gan.decay_steps = 2 * EPOCH
+
+    c.data = ml_collections.ConfigDict()
+    c.data.lr_size = 74  # LR patch side; HR = lr_size * scale
+    c.data.quantize_lr = True  # round LR to 8 bits, like LR images stored as PNG
+    c.data.threads = 2
+    c.data.train = ml_collections.ConfigDict(
+        dict(kind="builtin", names=TRAIN_IMAGES, path="", name="", split="train", data_dir="")
+    )
+
+    c.eval = ml_collections.ConfigDict()
+    # comma-separated sets: a folder path, or builtin:NAME+NAME; '' = Set5 and Set14 from
+    # ../shared/data when present, else builtin:grace_hopper (not a training image)
+    c.eval.data = ""
+    c.eval.bucket = 32  # LR inputs are reflect-padded to multiples of this (fewer compilations)
+    c.eval.num_samples = 3  # images shown in eval/samples.png
+
+    if "quick" in args:
+        c.pretrain.update(steps=4000, lr=1e-3, decay_steps=3000)
+        c.gan.update(steps=1000, decay_steps=700)
+        c.batch_size = 16
+        c.log_every = 50
+        c.sample_every = 500
+        c.checkpoint_every = 500
+        c.model.channels = 32
+        c.model.blocks = 8
+        c.disc.width = 0.25
+        c.loss.vgg_width = 0.25
+        c.loss.feature_scale = 1 / 127.5  # random VGG features are large; keeps L_p of order 1
+        c.data.lr_size = 16
+    if "test" in args:
+        c.pretrain.update(steps=4, lr=1e-3)
+        c.gan.steps = 4
+        c.batch_size = 4
+        c.log_every = 2
+        c.sample_every = 4
+        c.checkpoint_every = 2
+        c.model.channels = 8
+        c.model.blocks = 3
+        c.disc.width = 1 / 16
+        c.loss.vgg_width = 1 / 16
+        c.data.lr_size = 8
+        c.data.threads = 1
+        c.data.train.names = "astronaut,chelsea"
+        c.eval.data = "builtin:coffee"
+        c.eval.num_samples = 1
+    if "x2" in args:
+        c.model.scale = 2
+    if "x3" in args:
+        c.model.scale = 3
+    if "feat" in args:
+        c.disc.image = False
+    if "gan" in args:
+        c.stage = "gan"
+        if "test" in args:
+            c.init_from = "scratch"
+    return c
