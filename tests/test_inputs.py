@@ -76,6 +76,20 @@ def test_unknown_builtin_and_source_kind():
         data.make_source(ConfigDict(dict(kind="web")))
 
 
+def test_grey_builtins_and_evaluation_set_specs(tmp_path):
+    cam = data.BuiltinSource("camera")[0]["image"]
+    assert cam.shape == (512, 512, 3) and np.array_equal(cam[..., 0], cam[..., 2])
+    folder = tmp_path / "myset"
+    folder.mkdir()
+    imageio.save_png(str(folder / "a.png"), np.zeros((8, 8, 3)))
+    sets = data.image_sets(f"{folder}, builtin:coffee+camera")
+    assert [(n, len(s)) for n, s in sets] == [("myset", 1), ("builtin", 2)]
+    with pytest.raises(UserError, match="'nowhere' is not a folder"):
+        data.image_sets("nowhere")
+    with pytest.raises(UserError, match="no evaluation set"):
+        data.image_sets(" , ")
+
+
 def test_unknown_config_variant():
     from configs import defocus
 
