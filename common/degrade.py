@@ -57,3 +57,28 @@ def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
 
 def gaussian_noise(rng: np.random.Generator, img: np.ndarray, sigma: float) -> np.ndarray:
     return np.clip(img + rng.normal(0.0, sigma, img.shape).astype(np.float32), 0.0, 1.0)
+
+
+def random_tone_curve(rng: np.random.Generator, img: np.ndarray) -> tuple[np.ndarray, dict]:
+    """A known random tone degradation of RGB [0, 1]: one or more of dark / low-contrast / desaturated.
+
+    dark: gamma γ ∈ [1.6, 2.6] (x^γ); low contrast: x → m + a·(x − m), a ∈ [0.4, 0.7],
+    m = 0.5; desaturated: mix with luma by s ∈ [0.2, 0.6]. Returns (degraded, params).
+    """
+    kinds = [k for k in ("dark", "low_contrast", "desaturated") if rng.random() < 0.5]
+    if not kinds:
+        kinds = [("dark", "low_contrast", "desaturated")[int(rng.integers(3))]]
+    out = np.clip(img, 0.0, 1.0).astype(np.float32)
+    params: dict = {}
+    for k in kinds:
+        if k == "dark":
+            params["gamma"] = float(rng.uniform(1.6, 2.6))
+            out = out ** params["gamma"]
+        elif k == "low_contrast":
+            params["contrast"] = float(rng.uniform(0.4, 0.7))
+            out = 0.5 + params["contrast"] * (out - 0.5)
+        else:
+            params["saturation"] = float(rng.uniform(0.2, 0.6))
+            luma = out @ np.array([0.299, 0.587, 0.114], np.float32)
+            out = luma[..., None] + params["saturation"] * (out - luma[..., None])
+    return np.clip(out, 0.0, 1.0).astype(np.float32), params

@@ -1,0 +1,114 @@
+r"""Naturalness-preserving tone enhancement with an inverse network (seed 001).
+
+    python launch.py --config=configs/tone.py:quick --workdir=runs/tone_quick
+    python launch.py --config=configs/tone.py:quick --workdir=runs/tone_quick \
+        --mode=predict --input=photo.jpg --output=enhanced.png
+
+Variants (``:arg``, comma-separated):
+  (none)  full-width networks (G: 32/64/128 channels, 16 residual blocks),
+          256x256 crops, batch 8, Adam 1e-4. Sized for a GPU/TPU.
+  quick   a 2-core CPU demo (<= 10 min): G at width 1/4 with 4 residual
+          blocks, 64x64 crops, batch 8, 1500 steps, lr 5e-4; evaluation on
+          images resized to a 256-pixel long side.
+  test    tiny shapes for the test suite.
+Ablations of the seed's Fig. 6: ``color`` (λ2 = λ3 = 0: colour only),
+``natural`` (λ3 = 0: + naturalness); the default is the full L_G.
+"""
+
+import ml_collections
+
+INPUT_IMAGES = "astronaut,chelsea,rocket,stereo_motorcycle,coffee"  # tone-degraded at random for training
+NATURAL_IMAGES = "astronaut,chelsea,rocket,stereo_motorcycle,coffee"  # unpaired, undegraded crops for D
+ABLATIONS = {"color": (0.0, 0.0), "natural": (None, 0.0)}  # (λ2, λ3); None keeps the default
+
+
+def _source(names: str) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(kind="builtin", names=names, path="", name="", split="train", data_dir=""))
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    args = [a for a in (arg or "").split(",") if a]
+    unknown = [a for a in args if a not in ("quick", "test", *ABLATIONS)]
+    if unknown:
+        raise ValueError(f"configs/tone.py: unknown variant(s) {unknown}; use quick, test, {', '.join(ABLATIONS)}")
+
+    c = ml_collections.ConfigDict()
+    c.method = "tone"
+    c.seed = 0
+    c.total_steps = 100_000
+    c.batch_size = 8
+    c.log_every = 100
+    c.sample_every = 2000
+    c.checkpoint_every = 5000
+    c.max_checkpoints = 3
+    c.eval_at_end = True
+    c.distributed = False
+
+    c.model = ml_collections.ConfigDict()
+    c.model.width = 1.0  # G channel multiplier (32/64/128 at 1.0)
+    c.model.blocks = 16
+    c.model.d_width = 1.0
+    c.model.inverse_layers = 5  # C has fewer conv layers than G (claims 6-7)
+    c.model.inverse_channels = 32
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.color = "mse"  # mse | l1 | ssim (seed [0060])
+    c.loss.lambda1 = 1.0  # L_color
+    c.loss.lambda2 = 0.01  # L_natural (LSGAN)
+    c.loss.lambda3 = 1.0  # L_artifact
+
+    c.optim = ml_collections.ConfigDict(dict(lr=1e-4, b1=0.5, decay=0.5, decay_steps=40_000))
+
+    c.data = ml_collections.ConfigDict()
+    c.data.crop = 256  # multiple of 16
+    c.data.threads = 2
+    c.data.input = _source(INPUT_IMAGES)
+    c.data.natural = _source(NATURAL_IMAGES)
+    c.data.degrade_inputs = True  # random dark / low-contrast / desaturated curves on training inputs
+    c.data.algorithm = "clahe_saturation"  # clahe_saturation | hist_eq | sigmoid_contrast
+    c.data.algorithm_params = ml_collections.ConfigDict(dict(clip_limit=0.02, saturation=1.5))
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.data = ""  # '' = ../shared/data/kodak when present, else builtin:grace_hopper
+    c.eval.max_side = 768  # images are resized so that their long side is at most this
+    c.eval.seed = 20_000  # seeds of the evaluation tone curves
+    c.eval.num_samples = 3
+
+    if "quick" in args:
+        c.total_steps = 1500
+        c.log_every = 50
+        c.sample_every = 500
+        c.checkpoint_every = 500
+        c.model.width = 0.25
+        c.model.blocks = 4
+        c.model.d_width = 0.25
+        c.model.inverse_channels = 16
+        c.optim.lr = 5e-4
+        c.optim.decay_steps = 1000
+        c.data.crop = 64
+        c.eval.max_side = 256
+    if "test" in args:
+        c.total_steps = 4
+        c.batch_size = 4
+        c.log_every = 2
+        c.sample_every = 4
+        c.checkpoint_every = 2
+        c.model.width = 1 / 8
+        c.model.blocks = 1
+        c.model.d_width = 1 / 8
+        c.model.inverse_channels = 4
+        c.optim.lr = 1e-3
+        c.data.crop = 32
+        c.data.threads = 1
+        c.data.input.names = "astronaut,chelsea"
+        c.data.natural.names = "coffee"
+        c.eval.data = "builtin:rocket"
+        c.eval.max_side = 64
+        c.eval.num_samples = 1
+    for a in args:
+        if a in ABLATIONS:
+            l2, l3 = ABLATIONS[a]
+            if l2 is not None:
+                c.loss.lambda2 = l2
+            c.loss.lambda3 = l3
+    return c

@@ -1,0 +1,323 @@
+"""Naturalness-preserving tone enhancement with an inverse network (seed 001).
+
+    x ──► G ──► G(x) ──► D (naturalness, 0..1)        y (natural photos) ──► D
+                  │
+                  └──► C (inverse, fewer layers) ──► C(G(x)) ≈ x
+
+    I_D = A(x): a classical enhancement with FIXED parameters (registry in
+    `enhance`), strong but possibly unnatural: the colour target.
+
+Losses (seed Eqs. 1-6; one function each):
+    L_color    = MSE(G(x), I_D)         ('l1' or 'ssim' as options, seed [0060])
+    L_natural  = (D(G(x)) − 1)²          LSGAN, trains G
+    L_D        = (D(y) − 1)² + D(G(x))²   trains D
+    L_inverse  = MSE(C(G(x)), x)        trains C
+    L_artifact = MSE(C(G(x)), x)        trains G (gradient through G(x))
+    L_G = λ1·L_color + λ2·L_natural + λ3·L_artifact
+Per batch (S510-S540): a G step against the current D and C, then a D step
+and a C step on the same (stopped) G(x), so G runs forward once per step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from common import data, degrade, gan, layers, metrics, trainer
+from common.errors import ConfigError
+
+# ----------------------------------------------------------------------------- fixed enhancement algorithms A
+
+
+def _clahe_saturation(img, clip_limit: float = 0.02, saturation: float = 1.5):
+    """CLAHE on the HSV value channel (scikit-image) + a saturation boost."""
+    from skimage import color, exposure
+
+    out = exposure.equalize_adapthist(img, clip_limit=clip_limit)
+    hsv = color.rgb2hsv(out)
+    hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 1)
+    return color.hsv2rgb(hsv)
+
+
+def _hist_eq(img, saturation: float = 1.3):
+    """Global histogram equalisation of the value channel + a saturation boost."""
+    from skimage import color, exposure
+
+    hsv = color.rgb2hsv(img)
+    hsv[..., 2] = exposure.equalize_hist(hsv[..., 2])
+    hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 1)
+    return color.hsv2rgb(hsv)
+
+
+def _sigmoid_contrast(img, gain: float = 8.0, cutoff: float = 0.45, gamma: float = 0.8):
+    """Gamma brightening followed by a sigmoid contrast curve (scikit-image)."""
+    from skimage import exposure
+
+    return exposure.adjust_sigmoid(exposure.adjust_gamma(img, gamma), cutoff=cutoff, gain=gain)
+
+
+ALGORITHMS = {"clahe_saturation": _clahe_saturation, "hist_eq": _hist_eq, "sigmoid_contrast": _sigmoid_contrast}
+
+
+def enhance(img: np.ndarray, name: str, params: dict) -> np.ndarray:
+    """I_D = A(img) with the configured algorithm and fixed parameters; float32 RGB in [0, 1]."""
+    if name not in ALGORITHMS:
+        raise ConfigError(f"config data.algorithm={name!r}: known algorithms are {', '.join(ALGORITHMS)}")
+    try:
+        out = ALGORITHMS[name](np.clip(img, 0, 1).astype(np.float64), **params)
+    except TypeError as e:
+        raise ConfigError(f"config data.algorithm_params={params} do not fit {name!r}: {e}") from e
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+class Generator(nn.Module):
+    """The authors' enhancement network: stride-2 encoder, residual blocks, additive-skip decoder."""
+
+    width: float = 1.0
+    blocks: int = 16
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        c = lambda n: max(4, int(round(n * self.width)))  # noqa: E731
+        f0 = layers.ConvBNAct(c(32))(x, train)
+        f1 = layers.lrelu(nn.Conv(c(64), (3, 3), strides=2)(f0))
+        h = layers.lrelu(nn.Conv(c(128), (3, 3), strides=2)(f1))
+        r = h
+        for i in range(self.blocks):
+            r = layers.ResBlock(c(128), project=False, post_act=False, name=f"block{i}")(r, train)
+        h = nn.Conv(c(128), (3, 3), name="trunk_out")(r) + h  # long skip
+        h = layers.lrelu(nn.Conv(c(64), (3, 3))(layers.upsample_nearest(h))) + f1
+        h = layers.lrelu(nn.Conv(c(32), (3, 3))(layers.upsample_nearest(h))) + f0
+        residual = nn.Conv(3, (3, 3), kernel_init=nn.initializers.zeros, name="out")(h)
+        return x + 10.0 * residual
+
+
+class InverseNet(nn.Module):
+    """C: `layers` plain 3x3 convs mapping G(x) back to x (residual on its input)."""
+
+    layers: int = 5
+    channels: int = 32
+
+    @nn.compact
+    def __call__(self, y):
+        h = y
+        for _ in range(self.layers - 1):
+            h = layers.lrelu(nn.Conv(self.channels, (3, 3))(h))
+        return y + nn.Conv(3, (3, 3))(h)
+
+
+def naturalness_discriminator(width: float) -> gan.ConvDiscriminator:
+    """D: conv + 4 stride-2 convs → flatten → dense → one output (sigmoid applied by the caller)."""
+    return gan.ConvDiscriminator(
+        first=32, spec=((64, 2), (128, 2), (256, 2), (256, 2)), dense=256, width=width, batch_norm=False
+    )
+
+
+# ----------------------------------------------------------------------------- losses (per example)
+
+
+def color_loss(out, target, kind: str = "mse"):
+    """Eq. 2: L_color between G(x) and I_D (seed [0060]: MSE, or L1, or 1 − SSIM)."""
+    if kind == "mse":
+        return metrics.mse(out, target)
+    if kind == "l1":
+        return metrics.mae(out, target)
+    if kind == "ssim":
+        return 1.0 - metrics.ssim(out, target)
+    raise ConfigError(f"config loss.color={kind!r}: expected mse, l1 or ssim")
+
+
+natural_loss = gan.lsgan_generator_loss  # Eq. 3: (D(G(x)) − 1)²
+discriminator_loss = gan.lsgan_discriminator_loss  # Eq. 4: (D(y) − 1)² + D(G(x))²
+
+
+def inverse_loss(c_out, x):
+    """Eqs. 5 and 6: MSE(C(G(x)), x) (trains C as L_inverse, G as L_artifact)."""
+    return metrics.mse(c_out, x)
+
+
+# ----------------------------------------------------------------------------- state and step
+
+
+@flax.struct.dataclass
+class State:
+    step: jax.Array
+    g: Any
+    g_stats: Any
+    d: Any
+    c: Any
+    opt_g: Any
+    opt_d: Any
+    opt_c: Any
+
+
+class Nets:
+    def __init__(self, config):
+        m = config.model
+        self.config = config
+        self.g = Generator(width=m.width, blocks=m.blocks)
+        self.d = naturalness_discriminator(m.d_width)
+        self.c = InverseNet(layers=m.inverse_layers, channels=m.inverse_channels)
+        o = config.optim
+        sched = optax.exponential_decay(o.lr, o.decay_steps, o.decay, staircase=True)
+        self.tx = optax.adam(sched, b1=o.b1)
+
+    def d_prob(self, d_params, img):
+        """D's naturalness in (0, 1)."""
+        return nn.sigmoid(self.d.apply({"params": d_params}, img, train=True))
+
+    def enhance(self, state: State, x):
+        return self.g.apply({"params": state.g, "batch_stats": state.g_stats}, x, train=False)
+
+
+def init_state(key, nets: Nets, config) -> State:
+    kg, kd, kc = jax.random.split(key, 3)
+    n = config.data.crop
+    img = jnp.zeros((1, n, n, 3))
+    vg = nets.g.init(kg, img, train=False)
+    d = nets.d.init(kd, img, train=False)["params"]
+    c = nets.c.init(kc, img)["params"]
+    return State(
+        step=jnp.zeros((), jnp.int32),
+        g=vg["params"],
+        g_stats=vg["batch_stats"],
+        d=d,
+        c=c,
+        opt_g=nets.tx.init(vg["params"]),
+        opt_d=nets.tx.init(d),
+        opt_c=nets.tx.init(c),
+    )
+
+
+def train_step(state: State, batch: dict, key, frozen, *, nets: Nets):
+    """G step (S510-S520), then D step (S530) and C step (S540) on the same G(x). Pure."""
+    del key, frozen
+    cfg = nets.config
+    lam = cfg.loss
+    x, target, natural = batch["x"], batch["target"], batch["natural"]
+
+    # ---- G: λ1 L_color + λ2 L_natural + λ3 L_artifact against the current D and C
+    def g_loss_fn(g):
+        out, upd = nets.g.apply({"params": g, "batch_stats": state.g_stats}, x, train=True, mutable=["batch_stats"])
+        terms = {"color": jnp.mean(color_loss(out, target, lam.color))}
+        total = lam.lambda1 * terms["color"]
+        if lam.lambda2:
+            terms["natural"] = jnp.mean(natural_loss(nets.d_prob(state.d, out)))
+            total = total + lam.lambda2 * terms["natural"]
+        if lam.lambda3:
+            terms["artifact"] = jnp.mean(inverse_loss(nets.c.apply({"params": state.c}, out), x))
+            total = total + lam.lambda3 * terms["artifact"]
+        return total, (terms, out, upd["batch_stats"])
+
+    (l_g, (terms, out, g_stats)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g)
+    upd, opt_g = nets.tx.update(grads, state.opt_g, state.g)
+    g_new = optax.apply_updates(state.g, upd)
+    fake = jax.lax.stop_gradient(out)
+    metrics_ = {f"loss/{k}": v for k, v in terms.items()}
+    metrics_["loss/g"] = l_g
+
+    # ---- D: (D(y) − 1)² + D(G(x))²
+    d_params, opt_d = state.d, state.opt_d
+    if lam.lambda2:
+
+        def d_loss_fn(p):
+            p_real, p_fake = nets.d_prob(p, natural), nets.d_prob(p, fake)
+            return jnp.mean(discriminator_loss(p_real, p_fake)), (jnp.mean(p_real), jnp.mean(p_fake))
+
+        (l_d, (p_real, p_fake)), g_d = jax.value_and_grad(d_loss_fn, has_aux=True)(d_params)
+        upd, opt_d = nets.tx.update(g_d, opt_d, d_params)
+        d_params = optax.apply_updates(d_params, upd)
+        metrics_.update({"loss/d": l_d, "d/natural_real": p_real, "d/natural_fake": p_fake})
+
+    # ---- C: MSE(C(G(x)), x) (always trained: it is also the evaluation's inverse-consistency probe)
+    def c_loss_fn(p):
+        return jnp.mean(inverse_loss(nets.c.apply({"params": p}, fake), x))
+
+    l_c, g_c = jax.value_and_grad(c_loss_fn)(state.c)
+    upd, opt_c = nets.tx.update(g_c, state.opt_c, state.c)
+    metrics_["loss/inverse"] = l_c
+    metrics_["train/psnr_to_target"] = jnp.mean(metrics.psnr(jnp.clip(out, 0, 1), target))
+    new = state.replace(
+        step=state.step + 1,
+        g=g_new,
+        g_stats=g_stats,
+        d=d_params,
+        c=optax.apply_updates(state.c, upd),
+        opt_g=opt_g,
+        opt_d=opt_d,
+        opt_c=opt_c,
+    )
+    return new, metrics_
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def example_fn(config, inputs, naturals):
+    """rng -> {"x": input crop (tone-degraded if configured), "target": A(x), "natural": unpaired photo crop}."""
+    dc = config.data
+    params = dict(dc.algorithm_params)
+
+    def fn(rng):
+        (x,) = data.random_crop(rng, dc.crop, inputs[int(rng.integers(len(inputs)))]["image"])
+        (x,) = data.random_flip_rot(rng, x)
+        if dc.degrade_inputs:
+            x, _ = degrade.random_tone_curve(rng, x)
+        (y,) = data.random_crop(rng, dc.crop, naturals[int(rng.integers(len(naturals)))]["image"])
+        (y,) = data.random_flip_rot(rng, y)
+        return {
+            "x": x.astype(np.float32),
+            "target": enhance(x, dc.algorithm, params),
+            "natural": y.astype(np.float32),
+        }
+
+    return fn
+
+
+def _check_config(config):
+    if config.data.crop % 16:
+        raise ConfigError(f"config data.crop={config.data.crop} must be a multiple of 16 (D strides 4 times)")
+    if config.data.algorithm not in ALGORITHMS:
+        raise ConfigError(f"config data.algorithm={config.data.algorithm!r}: known are {', '.join(ALGORITHMS)}")
+    color_loss(jnp.zeros((1, 11, 11, 3)), jnp.zeros((1, 11, 11, 3)), config.loss.color)
+
+
+def build(config) -> trainer.Task:
+    from methods import tone_eval
+
+    _check_config(config)
+    nets = Nets(config)
+
+    def train_data(seed):
+        inputs = data.make_source(config.data.input, min_size=config.data.crop)
+        naturals = data.make_source(config.data.natural, min_size=config.data.crop)
+        fn = example_fn(config, inputs, naturals)
+        return data.train_pipeline(fn, batch_size=config.batch_size, seed=seed, num_threads=config.data.threads)
+
+    def step(state, batch, key, frozen):
+        return train_step(state, batch, key, frozen, nets=nets)
+
+    ev = tone_eval.Evaluator(config, nets)
+    return trainer.Task(
+        init=lambda key: init_state(key, nets, config),
+        train_step=step,
+        train_data=train_data,
+        samples=ev.train_samples,
+        evaluate=ev.evaluate,
+        predict=ev.predict,
+        metadata={
+            "method": "tone",
+            "algorithm": config.data.algorithm,
+            "lambdas": [config.loss.lambda1, config.loss.lambda2, config.loss.lambda3],
+        },
+        images_per_step=2 * config.batch_size,
+    )
