@@ -7,7 +7,9 @@ contrast / desaturated, seeded per image) and measures, against the original:
 
 * PSNR, SSIM and mean ΔE (CIE76 in CIELAB) for the input x, the fixed
   algorithm A(x) and the model G(x); also PSNR(G(x), A(x));
-* ``inverse_mse``: MSE(C(G(x)), x) with the run's own C (inverse consistency);
+* ``inverse_mse``: MSE(C(G(x)), x), inverse consistency, with the run's own C
+  or, with ``eval.inverse_from=WORKDIR``, with the C of another run, so that
+  ablations can be compared with one fixed C;
 * ``halo``: mean |hp(L_out) − hp(L_orig)| over the band within 8 px of the
   original's strong edges (Sobel magnitude above its 90th percentile), where
   L is CIELAB lightness / 100 and hp(L) = L − Gaussian(L, σ = 6). It is 0
@@ -67,7 +69,32 @@ class Evaluator:
         self.nets = nets
         self._tone = tone
         self._g = jax.jit(nets.enhance)
-        self._c = jax.jit(lambda s, y: nets.c.apply({"params": s.c}, y))
+        self._c = jax.jit(lambda c, y: nets.c.apply({"params": c}, y))
+        self._fixed_c = None
+
+    def inverse_params(self, state):
+        """C used for inverse_mse: this run's, or the one of `eval.inverse_from` (loaded once)."""
+        src = self.config.eval.inverse_from
+        if not src:
+            return state.c
+        if self._fixed_c is None:
+            from common import checkpoint
+            from common.errors import ConfigError
+
+            path = os.path.join(os.path.abspath(src), "checkpoints")
+            if not os.path.isdir(path):
+                raise ConfigError(f"config eval.inverse_from={src!r}: no checkpoint under {path}")
+            ck = checkpoint.Checkpointer(path)
+            try:
+                if ck.latest_step() is None:
+                    raise ConfigError(f"config eval.inverse_from={src!r}: no checkpoint under {path}")
+                raw = ck.restore_raw()
+            finally:
+                ck.close()
+            if "c" not in raw:
+                raise ConfigError(f"config eval.inverse_from={src!r}: not a tone checkpoint (no inverse network C)")
+            self._fixed_c = jax.tree.map(jnp.asarray, raw["c"])
+        return self._fixed_c
 
     def enhance(self, state, x: np.ndarray) -> np.ndarray:
         """G on one image of any size ≥ 8x8 (reflect-padded to a multiple of 4), clipped to [0, 1]."""
@@ -91,7 +118,13 @@ class Evaluator:
         del frozen
         ev = self.config.eval
         params = dict(self.config.data.algorithm_params)
-        results = {"algorithm": self.config.data.algorithm, "max_side": ev.max_side, "sets": {}}
+        c_params = self.inverse_params(state)
+        results = {
+            "algorithm": self.config.data.algorithm,
+            "max_side": ev.max_side,
+            "inverse_from": ev.inverse_from or "this run",
+            "sets": {},
+        }
         rows = []
         for name, source in data.image_sets(self._spec()):
             per = []
@@ -104,7 +137,7 @@ class Evaluator:
                 x, curve = degrade.random_tone_curve(np.random.default_rng([ev.seed, i]), orig)
                 a = self._tone.enhance(x, self.config.data.algorithm, params)
                 g = self.enhance(state, x)
-                c = np.asarray(self._c(state, jnp.asarray(g[None])))[0]
+                c = np.asarray(self._c(c_params, jnp.asarray(g[None])))[0]
                 per.append(
                     {
                         "image": os.path.basename(item["name"]),
