@@ -66,3 +66,43 @@ class ResBlock(nn.Module):
         if self.project or x.shape[-1] != self.features:
             x = nn.Conv(self.features, (1, 1), use_bias=False, name="shortcut")(x)
         return lrelu(h + x) if self.post_act else h + x
+
+
+class PreActResBlock(nn.Module):
+    """StarGAN-v2 residual block: [IN →] LReLU → conv → [IN →] LReLU → conv, (shortcut + residual)/√2.
+
+    `resample` is 'down' (2x2 average pooling), 'up' (nearest x2, before the
+    first conv) or 'none'; the shortcut is a 1x1 conv (no bias) when the
+    width changes and is resampled the same way.
+    """
+
+    features: int
+    resample: str = "none"
+    norm: bool = True
+
+    @nn.compact
+    def __call__(self, x):
+        def pre(h, name):
+            if self.norm:
+                h = nn.InstanceNorm(epsilon=1e-5, name=name)(h)
+            return lrelu(h)
+
+        sc = x
+        if self.resample == "up":
+            sc = upsample_nearest(sc)
+        if x.shape[-1] != self.features:
+            sc = nn.Conv(self.features, (1, 1), use_bias=False, name="shortcut")(sc)
+        if self.resample == "down":
+            sc = nn.avg_pool(sc, (2, 2), (2, 2))
+        h = pre(x, "norm1")
+        if self.resample == "up":
+            h = upsample_nearest(h)
+        # With normalisation, per-channel constants are removed by the next instance norm (this
+        # block's, the next block's, or the network's last), so biases would get zero gradient.
+        c1 = x.shape[-1] if self.resample == "down" else self.features
+        h = nn.Conv(c1, (3, 3), use_bias=not self.norm, name="conv1")(h)
+        if self.resample == "down":
+            h = nn.avg_pool(h, (2, 2), (2, 2))
+        h = pre(h, "norm2")
+        h = nn.Conv(self.features, (3, 3), use_bias=not self.norm, name="conv2")(h)
+        return (sc + h) / jnp.sqrt(2.0)

@@ -48,6 +48,7 @@ if __name__ == "__main__":
     assert jax.device_count() == 4, jax.devices()
     s1, m1, t1 = run(method, variant, jax.devices()[:1], 3)
     s4, m4, t4 = run(method, variant, jax.devices(), 3)
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(s1)]
     diffs = jax.tree.leaves(
         jax.tree.map(
             lambda a, b: (
@@ -62,6 +63,7 @@ if __name__ == "__main__":
         json.dumps(
             {
                 "max_diff": max(diffs),
+                "worst_leaf": paths[int(np.argmax(diffs))],
                 "param_scale": scale,
                 "traces_1": t1,
                 "traces_4": t4,

@@ -1,0 +1,112 @@
+"""Face SR evaluation (the seed's Tables 1-2 protocol), samples and prediction.
+
+For each high-resolution face (CelebA-HQ 1024 from ../shared/data when
+present): LR = MATLAB-bicubic ↓4 (1024 → 256, rounded to 8 bits), then G
+and bicubic x4 back to 1024, compared with the true face: RGB PSNR, SSIM and
+``sharpness`` = var(Laplacian(Y_out)) / var(Laplacian(Y_true)), a
+no-reference-free sharpness proxy (1 = as much fine detail as the truth; bicubic
+is well below 1, over-sharpening or noise goes above). The first
+``eval.train_count`` faces are the ones the model was trained on (as 256
+inputs: the seed's Table 1); the rest are unseen (Table 2). FID is not
+computed: it needs Inception weights that cannot be downloaded here.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import ndimage
+
+from common import data, imageio, metrics, resize
+
+FALLBACK_EVAL = "builtin:astronaut+grace_hopper"
+
+
+def sharpness(out: np.ndarray, ref: np.ndarray) -> float:
+    y = lambda im: np.asarray(metrics.rgb_to_y(im))[..., 0]  # noqa: E731
+    return float(np.var(ndimage.laplace(y(out))) / max(np.var(ndimage.laplace(y(ref))), 1e-12))
+
+
+def scores(out, ref) -> dict:
+    a, b = jnp.asarray(out)[None], jnp.asarray(ref)[None]
+    return {
+        "psnr": float(metrics.psnr(a, b)[0]),
+        "ssim": float(metrics.ssim(a, b)[0]),
+        "sharpness": sharpness(out, ref),
+    }
+
+
+class Evaluator:
+    def __init__(self, config, nets):
+        self.config = config
+        self.nets = nets
+        self._g = jax.jit(nets.upscale)
+
+    def upscale(self, state, lr: np.ndarray) -> np.ndarray:
+        """x4 of one image (reflect-padded to the generator's multiple, output cropped), clipped."""
+        h, w = lr.shape[:2]
+        m = 2**self.config.model.n_down
+        ph, pw = (-h) % m, (-w) % m
+        x = np.pad(lr, ((0, ph), (0, pw), (0, 0)), mode="symmetric") if (ph or pw) else lr
+        return np.clip(np.asarray(self._g(state, jnp.asarray(x[None], jnp.float32)))[0, : 4 * h, : 4 * w], 0, 1)
+
+    def train_samples(self, state, frozen, batch) -> np.ndarray:
+        del frozen
+        rows = []
+        for lr, gt in zip(batch["lr0"][:3], batch["gt0"][:3], strict=True):
+            rows.append([np.clip(resize.imresize(lr, 4), 0, 1), self.upscale(state, lr), gt])
+        return imageio.grid(rows)
+
+    def _faces(self):
+        spec = self.config.eval.data or data.shared_data_dir("celeba_hq") or FALLBACK_EVAL
+        (_, source), *_ = data.image_sets(spec)
+        return spec, source
+
+    def evaluate(self, state, frozen, outdir: str) -> dict:
+        del frozen
+        ev = self.config.eval
+        spec, source = self._faces()
+        n = len(source) if not ev.max_images else min(ev.max_images, len(source))
+        groups = {"train_inputs": [], "held_out": []}
+        rows = []
+        for i in range(n):
+            item = source[i]
+            hr = item["image"]
+            if ev.hr_size and hr.shape[:2] != (ev.hr_size, ev.hr_size):
+                hr = np.clip(resize.imresize(hr, output_shape=(ev.hr_size, ev.hr_size)), 0, 1)
+            hr = resize.modcrop(hr, 4 * 2**self.config.model.n_down)
+            lr = resize.quantize(resize.imresize(hr, 0.25))
+            bic = resize.quantize(resize.imresize(lr, 4))
+            sr = resize.quantize(self.upscale(state, lr))
+            rec = {"image": os.path.basename(item["name"]), "bicubic": scores(bic, hr), "model": scores(sr, hr)}
+            groups["train_inputs" if i < ev.train_count else "held_out"].append(rec)
+            if len(rows) < ev.num_samples:
+                c = min(256, hr.shape[0])
+                y0 = (hr.shape[0] - c) // 2
+                rows.append([x[y0 : y0 + c, y0 : y0 + c] for x in (bic, sr, hr)])
+        results = {"faces": spec, "hr_size": ev.hr_size, "fid": "not computed (needs user-supplied Inception weights)"}
+        for name, recs in groups.items():
+            if not recs:
+                continue
+            results[name] = {
+                "num_images": len(recs),
+                **{
+                    k: {m: float(np.mean([r[k][m] for r in recs])) for m in ("psnr", "ssim", "sharpness")}
+                    for k in ("bicubic", "model")
+                },
+                "images": recs,
+            }
+        if rows:
+            imageio.save_png(os.path.join(outdir, "samples.png"), imageio.grid(rows))
+        return results
+
+    def predict(self, state, frozen, input_path: str, output_path: str) -> list[str]:
+        """x4 of a face image or a folder (256 → 1024)."""
+        del frozen
+        pairs = imageio.predict_pairs(input_path, output_path)
+        for src, dst in pairs:
+            imageio.save_png(dst, self.upscale(state, imageio.load_image(src)))
+        return [dst for _, dst in pairs]
