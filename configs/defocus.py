@@ -16,6 +16,8 @@ Ablations of the seed's Fig. 6 (combine with a variant, e.g. ``quick,bd``):
 
 import ml_collections
 
+from configs.base import quick_run, run_config, source, tiny_run
+
 TRAIN_IMAGES = "astronaut,chelsea,hubble_deep_field,immunohistochemistry,retina,stereo_motorcycle"
 EVAL_IMAGES = "coffee,grace_hopper,rocket"  # held out: never seen in training
 
@@ -28,36 +30,13 @@ ABLATIONS = {
 }
 
 
-def _source(names: str) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(
-        dict(
-            kind="builtin",  # builtin | folder | tfds
-            names=names,  # builtin: comma-separated image names
-            path="",  # folder: root folder of images
-            name="",  # tfds: dataset name (prepared)
-            split="train",  # tfds: split
-            data_dir="",  # tfds: data_dir ('' = default)
-        )
-    )
-
-
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     args = [a for a in (arg or "").split(",") if a]
     unknown = [a for a in args if a not in ("quick", "test", *ABLATIONS)]
     if unknown:
         raise ValueError(f"configs/defocus.py: unknown variant(s) {unknown}; use quick, test, {', '.join(ABLATIONS)}")
 
-    c = ml_collections.ConfigDict()
-    c.method = "defocus"
-    c.seed = 0
-    c.total_steps = 400_000
-    c.batch_size = 3  # per stream: synthetic, real (unlabelled), masked
-    c.log_every = 100
-    c.sample_every = 2000
-    c.checkpoint_every = 5000
-    c.max_checkpoints = 3
-    c.eval_at_end = True
-    c.distributed = False  # multi-host: call jax.distributed.initialize()
+    c = run_config("defocus", total_steps=400_000, batch_size=3)  # batch per stream: synthetic, real, masked
     c.vgg19_weights = ""  # .npz from `python -m common.vgg convert`; '' = random (warned)
 
     c.model = ml_collections.ConfigDict()
@@ -77,7 +56,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.crop = 240  # must be a multiple of 16
     c.data.threads = 2  # grain read threads
-    c.data.train = _source(TRAIN_IMAGES)
+    c.data.train = source(TRAIN_IMAGES)
     c.data.real = ml_collections.ConfigDict(dict(kind="proxy"))  # proxy | same-as-masked
     c.data.masked = ml_collections.ConfigDict(dict(kind="proxy", path="", invert=False))  # proxy | folder
     c.data.lens = ml_collections.ConfigDict(
@@ -93,7 +72,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     )
 
     c.eval = ml_collections.ConfigDict()
-    c.eval.source = _source(EVAL_IMAGES)
+    c.eval.source = source(EVAL_IMAGES)
     c.eval.crop = 240
     c.eval.num_synthetic = 48
     c.eval.num_masked = 48
@@ -102,11 +81,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval.batch_size = 8
 
     if "quick" in args:
-        c.total_steps = 1500
+        quick_run(c, 1500)
         c.batch_size = 4
-        c.log_every = 50
-        c.sample_every = 500
-        c.checkpoint_every = 500
         c.model.width = 0.25
         c.model.n_res = 3
         c.optim.lr = 1e-3
@@ -119,11 +95,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.eval.num_synthetic = 32
         c.eval.num_masked = 32
     if "test" in args:
-        c.total_steps = 4
-        c.batch_size = 4
-        c.log_every = 2
-        c.sample_every = 4
-        c.checkpoint_every = 2
+        tiny_run(c)
         c.model.width = 1 / 16
         c.model.n_res = 1
         c.optim.lr = 1e-3

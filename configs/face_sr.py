@@ -19,6 +19,8 @@ Variants (``:arg``, comma-separated):
 
 import ml_collections
 
+from configs.base import quick_run, run_config, source, tiny_run
+
 FACE_IMAGES = "astronaut,grace_hopper"
 
 
@@ -28,17 +30,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if unknown:
         raise ValueError(f"configs/face_sr.py: unknown variant(s) {unknown}; use quick, test, celeba")
 
-    c = ml_collections.ConfigDict()
-    c.method = "face_sr"
-    c.seed = 0
-    c.total_steps = 100_000
-    c.batch_size = 8
-    c.log_every = 100
-    c.sample_every = 2000
-    c.checkpoint_every = 5000
-    c.max_checkpoints = 3
-    c.eval_at_end = True
-    c.distributed = False
+    c = run_config("face_sr", total_steps=100_000, batch_size=8)
     c.vgg19_weights = ""
 
     c.model = ml_collections.ConfigDict()
@@ -68,9 +60,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.blur_sigma = (0.4, 1.2)
     c.data.jpeg_quality = (40, 90)
     c.data.threads = 2
-    c.data.train = ml_collections.ConfigDict(
-        dict(kind="builtin", names=FACE_IMAGES, path="", name="", split="train", data_dir="")
-    )
+    c.data.train = source(FACE_IMAGES)
 
     c.eval = ml_collections.ConfigDict()
     c.eval.data = ""  # HR faces; '' = ../shared/data/celeba_hq when present, else builtin astronaut+grace_hopper
@@ -80,11 +70,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval.num_samples = 3
 
     if "quick" in args:
-        c.total_steps = 1500
+        quick_run(c, 1500)
         c.batch_size = 4
-        c.log_every = 50
-        c.sample_every = 500
-        c.checkpoint_every = 500
         c.model.width = 0.25
         c.model.d_width = 0.25
         c.model.vgg_width = 0.25
@@ -104,11 +91,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             c.total_steps = 700
             c.checkpoint_every = 350
     if "test" in args:
-        c.total_steps = 4
-        c.batch_size = 4
-        c.log_every = 2
-        c.sample_every = 4
-        c.checkpoint_every = 2
+        tiny_run(c)
         c.model.width = 1 / 16
         c.model.d_width = 1 / 16
         c.model.vgg_width = 1 / 16

@@ -26,6 +26,8 @@ Variants (``:arg``, comma-separated):
 
 import ml_collections
 
+from configs.base import quick_run, run_config, source, tiny_run
+
 # Builtin natural photos (colour and grey) for training; Set5/Set14 (../shared/data) are the evaluation sets.
 TRAIN_IMAGES = "astronaut,chelsea,coffee,rocket,stereo_motorcycle,camera,moon,grass,gravel,brick,clock,coins"
 VARIANTS = ("quick", "test", "gan", "feat", "x2", "x3")
@@ -38,19 +40,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if unknown:
         raise ValueError(f"configs/srfeat.py: unknown variant(s) {unknown}; use {', '.join(VARIANTS)}")
 
-    c = ml_collections.ConfigDict()
-    c.method = "srfeat"
+    c = run_config("srfeat", total_steps=0, batch_size=9)  # total_steps 0 = the stage's default
     c.stage = "pretrain"  # pretrain (pixel MSE, SRFeat_M) | gan (perceptual + adversarial)
     c.init_from = ""  # gan stage: workdir of a pretrain run ('scratch' = random generator)
-    c.seed = 0
-    c.total_steps = 0  # 0 = the stage's default: pretrain.steps or gan.steps
-    c.batch_size = 9
-    c.log_every = 100
-    c.sample_every = 2000
-    c.checkpoint_every = 5000
-    c.max_checkpoints = 3
-    c.eval_at_end = True
-    c.distributed = False
     c.vgg19_weights = ""  # .npz from `python -m common.vgg convert`; '' = random (warned)
 
     c.model = ml_collections.ConfigDict()
@@ -82,9 +74,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.lr_size = 74  # LR patch side; HR = lr_size * scale
     c.data.quantize_lr = True  # round LR to 8 bits, like LR images stored as PNG
     c.data.threads = 2
-    c.data.train = ml_collections.ConfigDict(
-        dict(kind="builtin", names=TRAIN_IMAGES, path="", name="", split="train", data_dir="")
-    )
+    c.data.train = source(TRAIN_IMAGES)
 
     c.eval = ml_collections.ConfigDict()
     # comma-separated sets: a folder path, or builtin:NAME+NAME; '' = Set5 and Set14 from
@@ -96,10 +86,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if "quick" in args:
         c.pretrain.update(steps=4000, lr=1e-3, decay_steps=3000)
         c.gan.update(steps=1000, decay_steps=700)
+        quick_run(c, 0)
         c.batch_size = 16
-        c.log_every = 50
-        c.sample_every = 500
-        c.checkpoint_every = 500
         c.model.channels = 32
         c.model.blocks = 8
         c.disc.width = 0.25
@@ -109,10 +97,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if "test" in args:
         c.pretrain.update(steps=4, lr=1e-3)
         c.gan.steps = 4
-        c.batch_size = 4
-        c.log_every = 2
-        c.sample_every = 4
-        c.checkpoint_every = 2
+        tiny_run(c)
+        c.total_steps = 0
         c.model.channels = 8
         c.model.blocks = 3
         c.disc.width = 1 / 16

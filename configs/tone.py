@@ -17,13 +17,11 @@ Ablations of the seed's Fig. 6: ``color`` (λ2 = λ3 = 0: colour only),
 
 import ml_collections
 
+from configs.base import quick_run, run_config, source, tiny_run
+
 INPUT_IMAGES = "astronaut,chelsea,rocket,stereo_motorcycle,coffee"  # tone-degraded at random for training
 NATURAL_IMAGES = "astronaut,chelsea,rocket,stereo_motorcycle,coffee"  # unpaired, undegraded crops for D
 ABLATIONS = {"color": (0.0, 0.0), "natural": (None, 0.0)}  # (λ2, λ3); None keeps the default
-
-
-def _source(names: str) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(dict(kind="builtin", names=names, path="", name="", split="train", data_dir=""))
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -32,17 +30,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if unknown:
         raise ValueError(f"configs/tone.py: unknown variant(s) {unknown}; use quick, test, {', '.join(ABLATIONS)}")
 
-    c = ml_collections.ConfigDict()
-    c.method = "tone"
-    c.seed = 0
-    c.total_steps = 100_000
-    c.batch_size = 8
-    c.log_every = 100
-    c.sample_every = 2000
-    c.checkpoint_every = 5000
-    c.max_checkpoints = 3
-    c.eval_at_end = True
-    c.distributed = False
+    c = run_config("tone", total_steps=100_000, batch_size=8)
 
     c.model = ml_collections.ConfigDict()
     c.model.width = 1.0  # G channel multiplier (32/64/128 at 1.0)
@@ -62,8 +50,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.crop = 256  # multiple of 16
     c.data.threads = 2
-    c.data.input = _source(INPUT_IMAGES)
-    c.data.natural = _source(NATURAL_IMAGES)
+    c.data.input = source(INPUT_IMAGES)
+    c.data.natural = source(NATURAL_IMAGES)
     c.data.degrade_inputs = True  # random dark / low-contrast / desaturated curves on training inputs
     c.data.algorithm = "clahe_saturation"  # clahe_saturation | hist_eq | sigmoid_contrast
     c.data.algorithm_params = ml_collections.ConfigDict(dict(clip_limit=0.02, saturation=1.5))
@@ -76,10 +64,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval.inverse_from = ""  # workdir whose C measures inverse_mse ('' = this run's C)
 
     if "quick" in args:
-        c.total_steps = 4000
-        c.log_every = 50
-        c.sample_every = 500
-        c.checkpoint_every = 500
+        quick_run(c, 4000)
         c.model.width = 0.25
         c.model.blocks = 4
         c.model.d_width = 0.25
@@ -89,11 +74,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.data.crop = 64
         c.eval.max_side = 256
     if "test" in args:
-        c.total_steps = 4
-        c.batch_size = 4
-        c.log_every = 2
-        c.sample_every = 4
-        c.checkpoint_every = 2
+        tiny_run(c)
         c.model.width = 1 / 8
         c.model.blocks = 1
         c.model.d_width = 1 / 8

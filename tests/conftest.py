@@ -35,3 +35,18 @@ def run_py(args, *, env=None, timeout=600, check=True, devices=1):
             f"python {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}"
         )
     return p
+
+
+def assert_mesh_matches_one_device(method: str, variant: str, *, metric_keys=None):
+    """3 steps on a forced 4-device CPU mesh equal 3 steps on 1 device; each step function is traced once."""
+    import json
+
+    import numpy as np
+
+    p = run_py(["tests/mesh_check.py", method, variant], devices=4)
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["traces_1"] == 1 and r["traces_4"] == 1, r
+    assert r["max_diff"] <= 1e-4 * max(1.0, r["param_scale"]), r
+    for k in metric_keys or r["metrics_1"]:
+        np.testing.assert_allclose(r["metrics_1"][k], r["metrics_4"][k], rtol=1e-4, atol=1e-6, err_msg=k)
+    return r

@@ -11,7 +11,7 @@ import chex
 import jax
 import numpy as np
 import pytest
-from conftest import ROOT, run_py, subprocess_env
+from conftest import ROOT, assert_mesh_matches_one_device, run_py, subprocess_env
 
 CFG = "--config=configs/defocus.py:test"
 
@@ -39,11 +39,7 @@ def test_one_step_in_process_all_ablations():
 
 
 def test_four_device_mesh_matches_one_device_and_does_not_retrace():
-    p = run_py(["tests/mesh_check.py", "defocus", "test"], devices=4)
-    r = json.loads(p.stdout.strip().splitlines()[-1])
-    assert r["traces_1"] == 1 and r["traces_4"] == 1, r
-    assert r["max_diff"] <= 1e-4 * max(1.0, r["param_scale"]), r
-    np.testing.assert_allclose(r["metrics_1"]["loss/main"], r["metrics_4"]["loss/main"], rtol=1e-4)
+    assert_mesh_matches_one_device("defocus", "test", metric_keys=["loss/main"])
 
 
 def _params(workdir):

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import run_py
+from conftest import assert_mesh_matches_one_device, run_py
 
 from common import imageio, layers
 from configs import face_sr as cfg_mod
@@ -80,12 +80,7 @@ def test_preact_block_resamples_and_scales_by_inverse_sqrt2():
 
 
 def test_four_device_mesh_matches_one_device():
-    p = run_py(["tests/mesh_check.py", "face_sr", "test"], devices=4)
-    r = json.loads(p.stdout.strip().splitlines()[-1])
-    assert r["traces_1"] == 1 and r["traces_4"] == 1, r
-    assert r["max_diff"] <= 1e-4 * max(1.0, r["param_scale"]), r
-    for k, v in r["metrics_1"].items():
-        np.testing.assert_allclose(v, r["metrics_4"][k], rtol=1e-4, atol=1e-6, err_msg=k)
+    assert_mesh_matches_one_device("face_sr", "test")
 
 
 @pytest.mark.slow

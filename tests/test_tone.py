@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import run_py
+from conftest import assert_mesh_matches_one_device, run_py
 from PIL import Image
 
 from common import degrade, imageio
@@ -103,12 +103,7 @@ def test_enhancement_registry_and_its_errors():
 
 
 def test_four_device_mesh_matches_one_device_for_the_three_network_step():
-    p = run_py(["tests/mesh_check.py", "tone", "test"], devices=4)
-    r = json.loads(p.stdout.strip().splitlines()[-1])
-    assert r["traces_1"] == 1 and r["traces_4"] == 1, r
-    assert r["max_diff"] <= 1e-4 * max(1.0, r["param_scale"]), r
-    for k, v in r["metrics_1"].items():
-        np.testing.assert_allclose(v, r["metrics_4"][k], rtol=1e-4, atol=1e-6, err_msg=k)
+    assert_mesh_matches_one_device("tone", "test")
 
 
 @pytest.mark.slow

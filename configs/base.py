@@ -1,0 +1,52 @@
+"""Fields every method's config shares: the run settings read by common.trainer, and data sources."""
+
+import ml_collections
+
+
+def run_config(method: str, *, total_steps: int, batch_size: int) -> ml_collections.ConfigDict:
+    """A config holding the method name and the trainer's run settings."""
+    c = ml_collections.ConfigDict()
+    c.method = method
+    c.seed = 0
+    c.total_steps = total_steps
+    c.batch_size = batch_size
+    c.log_every = 100
+    c.sample_every = 2000
+    c.checkpoint_every = 5000
+    c.max_checkpoints = 3
+    c.eval_at_end = True
+    c.distributed = False  # multi-host: call jax.distributed.initialize()
+    return c
+
+
+def source(names: str = "", **overrides) -> ml_collections.ConfigDict:
+    """A data source block (see common.data.make_source); builtin photos by default."""
+    c = ml_collections.ConfigDict(
+        dict(
+            kind="builtin",  # builtin | folder | tfds
+            names=names,  # builtin: comma-separated image names
+            path="",  # folder: root folder of images
+            name="",  # tfds: dataset name (prepared)
+            split="train",  # tfds: split
+            data_dir="",  # tfds: data_dir ('' = default)
+        )
+    )
+    c.update(overrides)
+    return c
+
+
+def tiny_run(c: ml_collections.ConfigDict, batch_size: int = 4) -> None:
+    """The `test` variants' run settings: 4 steps, logs every 2, checkpoints every 2."""
+    c.total_steps = 4
+    c.batch_size = batch_size
+    c.log_every = 2
+    c.sample_every = 4
+    c.checkpoint_every = 2
+
+
+def quick_run(c: ml_collections.ConfigDict, total_steps: int) -> None:
+    """The `quick` variants' logging cadence: logs every 50 steps, samples and checkpoints every 500."""
+    c.total_steps = total_steps
+    c.log_every = 50
+    c.sample_every = 500
+    c.checkpoint_every = 500
