@@ -112,6 +112,29 @@ def predict_pairs(input_path: str, output_path: str, ext: str = ".png") -> list[
     return [(input_path, output_path if output_path.lower().endswith(ext) else output_path + ext)]
 
 
+def apply_padded(fn, img: np.ndarray, multiple: int, scale: int = 1) -> np.ndarray:
+    """fn on one (H, W, C) image mirror-padded (bottom/right) to a multiple of `multiple`; the
+    output (scaled by `scale`) is cropped back to the image and clipped to [0, 1]."""
+    h, w = img.shape[:2]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    x = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="symmetric") if (ph or pw) else img
+    out = np.asarray(fn(np.asarray(x, np.float32)[None]))[0]
+    return np.clip(out[: h * scale, : w * scale], 0.0, 1.0)
+
+
+def predict_images(input_path: str, output_path: str, fn, *, min_side: int = 1, what: str = "the model") -> list[str]:
+    """--mode=predict for image-to-image methods: writes fn(image) as PNG for a file or a folder."""
+    pairs = predict_pairs(input_path, output_path)
+    for src, dst in pairs:
+        img = load_image(src)
+        if min(img.shape[:2]) < min_side:
+            raise ImageError(
+                f"{src}: image is {img.shape[0]}x{img.shape[1]}; {what} needs at least {min_side}x{min_side}"
+            )
+        save_png(dst, fn(img))
+    return [dst for _, dst in pairs]
+
+
 def to_uint8(img: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(img, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 

@@ -47,11 +47,7 @@ class Evaluator:
 
     def upscale(self, state, lr: np.ndarray) -> np.ndarray:
         """x4 of one image (reflect-padded to the generator's multiple, output cropped), clipped."""
-        h, w = lr.shape[:2]
-        m = 2**self.config.model.n_down
-        ph, pw = (-h) % m, (-w) % m
-        x = np.pad(lr, ((0, ph), (0, pw), (0, 0)), mode="symmetric") if (ph or pw) else lr
-        return np.clip(np.asarray(self._g(state, jnp.asarray(x[None], jnp.float32)))[0, : 4 * h, : 4 * w], 0, 1)
+        return imageio.apply_padded(lambda x: self._g(state, x), lr, 2**self.config.model.n_down, 4)
 
     def train_samples(self, state, frozen, batch) -> np.ndarray:
         del frozen
@@ -106,7 +102,4 @@ class Evaluator:
     def predict(self, state, frozen, input_path: str, output_path: str) -> list[str]:
         """x4 of a face image or a folder (256 → 1024)."""
         del frozen
-        pairs = imageio.predict_pairs(input_path, output_path)
-        for src, dst in pairs:
-            imageio.save_png(dst, self.upscale(state, imageio.load_image(src)))
-        return [dst for _, dst in pairs]
+        return imageio.predict_images(input_path, output_path, lambda img: self.upscale(state, img))

@@ -52,12 +52,7 @@ class Evaluator:
 
     def upscale(self, state, lr: np.ndarray) -> np.ndarray:
         """G on one LR image of any size (reflect-padded to the bucket, output cropped), clipped to [0, 1]."""
-        h, w = lr.shape[:2]
-        b = self.config.eval.bucket
-        ph, pw = (-h) % b, (-w) % b
-        x = np.pad(lr, ((0, ph), (0, pw), (0, 0)), mode="symmetric") if (ph or pw) else lr
-        out = np.asarray(self._g(state, jnp.asarray(x[None], jnp.float32)))[0]
-        return np.clip(out[: h * self.scale, : w * self.scale], 0.0, 1.0)
+        return imageio.apply_padded(lambda x: self._g(state, x), lr, self.config.eval.bucket, self.scale)
 
     def train_samples(self, state, frozen, batch) -> np.ndarray:
         del frozen
@@ -105,7 +100,4 @@ class Evaluator:
     def predict(self, state, frozen, input_path: str, output_path: str) -> list[str]:
         """Upscales an image (→ PNG file) or every image of a folder (→ PNGs under a folder) by the scale."""
         del frozen
-        pairs = imageio.predict_pairs(input_path, output_path)
-        for src, dst in pairs:
-            imageio.save_png(dst, self.upscale(state, imageio.load_image(src)))
-        return [dst for _, dst in pairs]
+        return imageio.predict_images(input_path, output_path, lambda img: self.upscale(state, img))

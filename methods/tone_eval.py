@@ -98,10 +98,7 @@ class Evaluator:
 
     def enhance(self, state, x: np.ndarray) -> np.ndarray:
         """G on one image of any size ≥ 8x8 (reflect-padded to a multiple of 4), clipped to [0, 1]."""
-        h, w = x.shape[:2]
-        ph, pw = (-h) % 4, (-w) % 4
-        xp = np.pad(x, ((0, ph), (0, pw), (0, 0)), mode="symmetric") if (ph or pw) else x
-        return np.clip(np.asarray(self._g(state, jnp.asarray(xp[None], jnp.float32)))[0, :h, :w], 0.0, 1.0)
+        return imageio.apply_padded(lambda xp: self._g(state, xp), x, 4)
 
     def train_samples(self, state, frozen, batch) -> np.ndarray:
         del frozen
@@ -169,10 +166,6 @@ class Evaluator:
     def predict(self, state, frozen, input_path: str, output_path: str) -> list[str]:
         """Enhances an image or a folder at full resolution (any size ≥ 8x8)."""
         del frozen
-        pairs = imageio.predict_pairs(input_path, output_path)
-        for src, dst in pairs:
-            img = imageio.load_image(src)
-            if min(img.shape[:2]) < 8:
-                raise imageio.ImageError(f"{src}: image is {img.shape[0]}x{img.shape[1]}; need at least 8x8 pixels")
-            imageio.save_png(dst, self.enhance(state, img))
-        return [dst for _, dst in pairs]
+        return imageio.predict_images(
+            input_path, output_path, lambda img: self.enhance(state, img), min_side=8, what="tone enhancement"
+        )
