@@ -47,12 +47,18 @@ def disk_blur(img: np.ndarray, radius: float) -> np.ndarray:
 
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     """JPEG round trip through Pillow at `quality` (1..95) of float RGB in [0, 1]."""
+    return jpeg_with_size(img, quality)[0]
+
+
+def jpeg_with_size(img: np.ndarray, quality: int) -> tuple[np.ndarray, int]:
+    """(JPEG round trip of float RGB in [0, 1] through Pillow at `quality`, the file's size in bytes)."""
     u8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(u8).save(buf, format="JPEG", quality=int(quality))
+    size = buf.tell()
     buf.seek(0)
     with Image.open(buf) as im:
-        return np.asarray(im.convert("RGB"), np.float32) / 255.0
+        return np.asarray(im.convert("RGB"), np.float32) / 255.0, size
 
 
 def gaussian_noise(rng: np.random.Generator, img: np.ndarray, sigma: float) -> np.ndarray:

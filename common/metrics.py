@@ -55,6 +55,19 @@ def _filter_valid(x, g):
     return jax.lax.conv_general_dilated(x, kw, (1, 1), "VALID", dimension_numbers=dn, feature_group_count=c)
 
 
+def _ssim_cs(a, b, data_range: float, size: int, sigma: float):
+    """Per-image mean SSIM and mean contrast-structure term (valid region, channels averaged)."""
+    g = _gaussian_window(size, sigma)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_a, mu_b = _filter_valid(a, g), _filter_valid(b, g)
+    saa = _filter_valid(a * a, g) - mu_a**2
+    sbb = _filter_valid(b * b, g) - mu_b**2
+    sab = _filter_valid(a * b, g) - mu_a * mu_b
+    cs = (2 * sab + c2) / (saa + sbb + c2)
+    lum = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
+    return jnp.mean(lum * cs, axis=(1, 2, 3)), jnp.mean(cs, axis=(1, 2, 3))
+
+
 def ssim(a, b, *, data_range: float = 1.0, size: int = 11, sigma: float = 1.5):
     """Per-image SSIM (Wang et al. 2004), Gaussian window, averaged over channels.
 
@@ -62,15 +75,30 @@ def ssim(a, b, *, data_range: float = 1.0, size: int = 11, sigma: float = 1.5):
     sigma=1.5, use_sample_covariance=False, channel_axis=-1)`` on the valid
     region.
     """
-    g = _gaussian_window(size, sigma)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_a, mu_b = _filter_valid(a, g), _filter_valid(b, g)
-    saa = _filter_valid(a * a, g) - mu_a**2
-    sbb = _filter_valid(b * b, g) - mu_b**2
-    sab = _filter_valid(a * b, g) - mu_a * mu_b
-    num = (2 * mu_a * mu_b + c1) * (2 * sab + c2)
-    den = (mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2)
-    return jnp.mean(num / den, axis=(1, 2, 3))
+    return _ssim_cs(a, b, data_range, size, sigma)[0]
+
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def ms_ssim(a, b, *, data_range: float = 1.0, size: int = 11, sigma: float = 1.5):
+    """Per-image multi-scale SSIM (Wang et al. 2003): Π_j cs_j^w_j · ssim_5^w_5 over 5 dyadic scales
+    (2x2 average pooling between scales; negative cs clamped to 0). Needs sides ≥ 16·(size − 1) + 1."""
+    if min(a.shape[1:3]) < 16 * (size - 1) + 1:
+        raise ValueError(f"ms_ssim: images of {a.shape[1]}x{a.shape[2]} are too small for 5 scales (>= 161 px)")
+    out = jnp.ones(a.shape[0])
+    for j, w in enumerate(MS_SSIM_WEIGHTS):
+        s, cs = _ssim_cs(a, b, data_range, size, sigma)
+        out = out * jnp.maximum(s if j == len(MS_SSIM_WEIGHTS) - 1 else cs, 0.0) ** w
+        if j < len(MS_SSIM_WEIGHTS) - 1:
+            a, b = _avg_pool2(a), _avg_pool2(b)
+    return out
+
+
+def _avg_pool2(x):
+    n, h, w, c = x.shape
+    x = x[:, : h - h % 2, : w - w % 2]
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
 
 def precision_recall(scores: np.ndarray, labels: np.ndarray):

@@ -1,0 +1,145 @@
+"""The bitstream of the learned codec: a versioned header and range-coded symbols (constriction).
+
+File layout (little-endian)::
+
+    magic "RJXC" | version u8 | prior u8 | model id 8 bytes | height u32 | width u32 |
+    y_lo i32 | y_hi i32 | z_lo i32 | z_hi i32 | payload bytes u32 | CRC-32 u32 | payload
+
+(the CRC covers everything before it and the payload)
+
+The payload is one constriction range-coder stream (``perfect=False``
+models): the factorized-prior symbols channel by channel (categorical tables
+over [lo, hi]), then, for the hyperprior, the latent's symbols under
+zero-mean quantized Gaussians over [y_lo, y_hi] with the decoded scales.
+The ranges are the image's own extremes (widened to the tables' quantile
+support), so no escape codes are needed.
+
+Every failure to read a file (not ours, another version, another model,
+truncated, corrupted) is a ``CodecError`` naming the file and what is wrong:
+range decoding garbage never fails by itself, so the CRC is what catches
+corruption.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import struct
+import zlib
+
+import constriction
+import jax
+import numpy as np
+
+from common.errors import UserError
+
+MAGIC = b"RJXC"
+VERSION = 1
+PRIORS = ("factorized", "hyperprior")
+_HEADER = struct.Struct("<4sBB8sIIiiiiII")
+HEADER_BYTES = _HEADER.size
+
+
+class CodecError(UserError):
+    """A bitstream cannot be decoded (the message names the file and the reason)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+    prior: str
+    model_id: bytes
+    height: int
+    width: int
+    y_range: tuple[int, int]
+    z_range: tuple[int, int] = (0, 0)
+
+
+def model_id(params, prior: str) -> bytes:
+    """8 bytes identifying a model: SHA-256 of its prior and every parameter's shape and bytes."""
+    h = hashlib.sha256(prior.encode())
+    for leaf in jax.tree_util.tree_leaves(params):
+        a = np.ascontiguousarray(np.asarray(leaf, np.float32))
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.digest()[:8]
+
+
+def pack(header: Header, payload: np.ndarray) -> bytes:
+    body = np.asarray(payload, np.uint32).astype("<u4").tobytes()
+    fields = [MAGIC, VERSION, PRIORS.index(header.prior), header.model_id, header.height, header.width]
+    fields += [*header.y_range, *header.z_range, len(body)]
+    crc = zlib.crc32(_HEADER.pack(*fields, 0)[:-4] + body)
+    return _HEADER.pack(*fields, crc) + body
+
+
+def unpack(blob: bytes, name: str = "bitstream") -> tuple[Header, np.ndarray]:
+    """Header and payload words of a file's bytes; CodecError on anything wrong."""
+    if len(blob) < HEADER_BYTES:
+        if not MAGIC.startswith(blob[:4]):
+            raise CodecError(f"{name}: not a restore-jax compressed image (no {MAGIC.decode()} header)")
+        raise CodecError(f"{name}: truncated header ({len(blob)} of {HEADER_BYTES} bytes)")
+    magic, version, prior, mid, h, w, ylo, yhi, zlo, zhi, nbytes, crc = _HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise CodecError(f"{name}: not a restore-jax compressed image (starts with {magic!r}, not {MAGIC!r})")
+    if version != VERSION:
+        raise CodecError(f"{name}: bitstream version {version}; this code reads version {VERSION}")
+    if prior >= len(PRIORS):
+        raise CodecError(f"{name}: unknown entropy model id {prior} in the header")
+    body = blob[HEADER_BYTES:]
+    if len(body) != nbytes:
+        what = "truncated" if len(body) < nbytes else "has trailing bytes"
+        raise CodecError(f"{name}: {what}: the header announces {nbytes} payload bytes, the file has {len(body)}")
+    if zlib.crc32(blob[: HEADER_BYTES - 4] + body) != crc or nbytes % 4:
+        raise CodecError(f"{name}: corrupted (CRC-32 of header and payload does not match)")
+    if h == 0 or w == 0 or ylo > yhi or zlo > zhi:
+        raise CodecError(f"{name}: corrupted header (size {h}x{w}, ranges {ylo}..{yhi}, {zlo}..{zhi})")
+    header = Header(PRIORS[prior], mid, h, w, (ylo, yhi), (zlo, zhi))
+    return header, np.frombuffer(body, "<u4").astype(np.uint32)
+
+
+# ----------------------------------------------------------------------------- entropy coding
+
+
+def encoder() -> constriction.stream.queue.RangeEncoder:
+    return constriction.stream.queue.RangeEncoder()
+
+
+def decoder(words: np.ndarray) -> constriction.stream.queue.RangeDecoder:
+    return constriction.stream.queue.RangeDecoder(np.asarray(words, np.uint32))
+
+
+def _check_range(symbols: np.ndarray, lo: int, hi: int, what: str) -> None:
+    if symbols.size and (symbols.min() < lo or symbols.max() > hi):
+        raise ValueError(f"{what}: symbols {symbols.min()}..{symbols.max()} fall outside the coded range {lo}..{hi}")
+
+
+def encode_factorized(enc, symbols: np.ndarray, tables: np.ndarray, lo: int) -> None:
+    """Symbols [C, K] (int, channel c coded with tables[c] over lo..lo + L − 1)."""
+    symbols = np.asarray(symbols, np.int64)
+    _check_range(symbols, lo, lo + tables.shape[1] - 1, "factorized prior")
+    for c in range(symbols.shape[0]):
+        model = constriction.stream.model.Categorical(np.asarray(tables[c], np.float64), perfect=False)
+        enc.encode((symbols[c] - lo).astype(np.int32), model)
+
+
+def decode_factorized(dec, count: int, tables: np.ndarray, lo: int) -> np.ndarray:
+    out = np.empty((tables.shape[0], count), np.int32)
+    for c in range(tables.shape[0]):
+        model = constriction.stream.model.Categorical(np.asarray(tables[c], np.float64), perfect=False)
+        out[c] = dec.decode(model, count) + lo
+    return out
+
+
+def encode_gaussian(enc, symbols: np.ndarray, scales: np.ndarray, lo: int, hi: int) -> None:
+    """Symbols (any shape) under zero-mean quantized Gaussians of `scales` over lo..hi."""
+    symbols = np.asarray(symbols, np.int64).ravel()
+    _check_range(symbols, lo, hi, "Gaussian conditional")
+    model = constriction.stream.model.QuantizedGaussian(lo, hi)
+    s = np.asarray(scales, np.float64).ravel()
+    enc.encode(symbols.astype(np.int32), model, np.zeros_like(s), s)
+
+
+def decode_gaussian(dec, scales: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    model = constriction.stream.model.QuantizedGaussian(lo, hi)
+    s = np.asarray(scales, np.float64).ravel()
+    return dec.decode(model, np.zeros_like(s), s).reshape(np.shape(scales)).astype(np.int32)

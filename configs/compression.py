@@ -1,0 +1,90 @@
+r"""Learned image compression with the feature-identity loss (seed 004).
+
+    python launch.py --config=configs/compression.py:quick --workdir=runs/comp_fi
+    python launch.py --config=configs/compression.py:quick,plain --workdir=runs/comp_plain
+    # successive compression alternating two rate points (variable rate)
+    python launch.py --config=configs/compression.py:quick --workdir=runs/comp_fi --mode=eval \
+        --config.eval.variable_with=runs/comp_fi_q1
+    # image -> bitstream -> image
+    python launch.py --config=configs/compression.py:quick --workdir=runs/comp_fi --mode=predict \
+        --input=photo.png --output=photo.rjx
+    python launch.py --config=configs/compression.py:quick --workdir=runs/comp_fi --mode=predict \
+        --input=photo.rjx --output=decoded.png
+
+Variants (``:arg``, comma-separated):
+  (none)     the seed's model: scale hyperprior, CompressAI's (N, M) for the
+             quality, 256 crops, batch 8, Adam 1e-4, λ2 = 1 (L_FI). Sized for a GPU.
+  q1 .. q8   the rate point: λ1 = λ_q·255² with CompressAI's MSE λ table
+             (0.0018 … 0.18); default q3. q6-q8 use (N, M) = (192, 320).
+  plain      λ2 = 0: the model without the feature-identity loss.
+  factorized the factorized prior (Ballé 2017) instead of the hyperprior.
+  quick      a 2-core CPU demo (<= 10 min): (N, M) = (32, 48), 128 crops of the
+             builtin photos, batch 4, Adam 1e-3, 2,000 steps; Kodak eval
+             with SIC over 50 cycles on the first 6 images.
+  test       tiny shapes for the test suite.
+"""
+
+import ml_collections
+
+from configs.base import quick_run, run_config, source, tiny_run
+
+TRAIN_IMAGES = "astronaut,chelsea,coffee,rocket,grace_hopper,camera,brick,gravel,grass,clock,coins,page"
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)  # CompressAI's MSE table
+VARIANTS = ("quick", "test", "plain", "factorized") + tuple(f"q{i}" for i in range(1, 9))
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    args = [a for a in (arg or "").split(",") if a]
+    unknown = [a for a in args if a not in VARIANTS]
+    if unknown:
+        raise ValueError(f"configs/compression.py: unknown variant(s) {unknown}; use {', '.join(VARIANTS)}")
+    quality = next((int(a[1:]) for a in args if a in VARIANTS[4:]), 3)
+
+    c = run_config("compression", total_steps=1_000_000, batch_size=8)
+    c.quality = quality
+
+    c.model = ml_collections.ConfigDict()
+    c.model.prior = "factorized" if "factorized" in args else "hyperprior"
+    c.model.n, c.model.m = (128, 192) if quality <= 5 else (192, 320)
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.lambda1 = LAMBDAS[quality - 1] * 255.0**2  # weight of L_D = MSE on [0, 1]
+    c.loss.lambda2 = 0.0 if "plain" in args else 1.0  # weight of L_FI (the seed's example: 1)
+    c.loss.fi_norm = "mse"  # 'mse' (the seed's [0078]) or 'l2' (Eq. 5's ‖F0 − F1‖₂ per image)
+
+    c.optim = ml_collections.ConfigDict(dict(lr=1e-4, aux_lr=1e-3, clip=1.0, decay_at=0.9, decay=0.1))
+
+    c.data = ml_collections.ConfigDict()
+    c.data.crop = 256
+    c.data.threads = 2
+    # real training wants a large photo set: --config.data.train.kind=folder --config.data.train.path=DIR
+    c.data.train = source(TRAIN_IMAGES)
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.data = ""  # '' = ../shared/data/kodak when present, else builtin photos
+    c.eval.max_images = 0  # 0 = all
+    c.eval.jpeg_qualities = (5, 10, 20, 30, 50, 70, 90)
+    c.eval.sic_cycles = 50
+    c.eval.sic_images = 0  # SIC on the first N images (0 = all)
+    c.eval.sic_shifts = 4  # one-pixel-shifted crops of the first image (offsets 0..N−1)
+    c.eval.variable_with = ""  # another compression run: SIC alternating it and this model
+
+    if "quick" in args:
+        quick_run(c, 2000)
+        c.batch_size = 4
+        c.model.n, c.model.m = 32, 48
+        c.optim.lr = 1e-3
+        c.data.crop = 128
+        c.eval.sic_images = 6
+    if "test" in args:
+        tiny_run(c)
+        c.model.n, c.model.m = 8, 12
+        c.optim.lr = 1e-3
+        c.data.crop = 64
+        c.data.threads = 1
+        c.data.train = source("astronaut,camera")
+        c.eval.data = "builtin:astronaut"
+        c.eval.jpeg_qualities = (10, 50)
+        c.eval.sic_cycles = 3
+        c.eval.sic_shifts = 2
+    return c

@@ -1,0 +1,354 @@
+"""Learned image compression stable under successive re-compression (seed 004).
+
+    I0 ──f_e──► y ──f_q──► F0 ──f_d──► x̂ ──f_rc──► I1 ──f_e──► ──f_q──► F1
+                │                                (same encoder parameters)
+                └──(hyperprior) h_a ► z ► f_q ► h_s ► σ   (scales of p(ŷ | ẑ))
+
+f_e: 4 strided 5x5 convs with GDN; f_d: 4 transposed convs with IGDN
+(Ballé 2018, CompressAI's (N, M)); f_q: additive U(−½, ½) noise in training
+(from an explicit key), rounding otherwise (around the channel medians for a
+factorized prior); f_rc: round to 8 bits and clip (straight-through in
+training).
+
+Losses (seed Eqs. 1-2 / 5-6; one function each):
+    L_R     = −(Σ log₂ p(ỹ) + Σ log₂ p(z̃)) / (H·W)      bits per pixel
+    L_D     = MSE(x̂, I0) on [0, 1]                      (λ1 = λ·255², CompressAI's λ)
+    L_FI    = ‖F0 − F1‖ as a mean square ('mse', the seed's [0078] example)
+              or the plain L2 norm per image ('l2', Eq. 5 verbatim)
+    L_total = L_R + λ1·L_D + λ2·L_FI                     (λ2 = 0: the plain model)
+In training F0 = y + u and F1 = f_e(I1) + u with the SAME noise u, so
+F0 − F1 = f_e(I0) − f_e(I1) exactly. The factorized prior's quantiles are
+fitted by their own aux loss through a separate optax partition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from common import data, entropy, trainer
+from common.errors import ConfigError
+
+# CompressAI's MSE λ per quality (L = λ·255²·MSE + bpp), and its (N, M) per quality.
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
+
+
+def channels_for_quality(q: int) -> tuple[int, int]:
+    return (128, 192) if q <= 5 else (192, 320)
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+def _conv(features, k, stride=1):
+    return nn.Conv(features, (k, k), strides=(stride, stride), padding="SAME")
+
+
+def _deconv(features, k, stride=2):
+    return nn.ConvTranspose(features, (k, k), strides=(stride, stride), padding="SAME")
+
+
+class Analysis(nn.Module):
+    n: int
+    m: int
+
+    @nn.compact
+    def __call__(self, x):
+        h = x
+        for i in range(3):
+            h = entropy.GDN(name=f"gdn{i}")(_conv(self.n, 5, 2)(h))
+        return _conv(self.m, 5, 2)(h)
+
+
+class Synthesis(nn.Module):
+    n: int
+
+    @nn.compact
+    def __call__(self, y):
+        h = y
+        for i in range(3):
+            h = entropy.GDN(inverse=True, name=f"igdn{i}")(_deconv(self.n, 5)(h))
+        return _deconv(3, 5)(h)
+
+
+class HyperAnalysis(nn.Module):
+    n: int
+
+    @nn.compact
+    def __call__(self, y):
+        h = nn.relu(_conv(self.n, 3)(jnp.abs(y)))
+        h = nn.relu(_conv(self.n, 5, 2)(h))
+        return _conv(self.n, 5, 2)(h)
+
+
+class HyperSynthesis(nn.Module):
+    n: int
+    m: int
+
+    @nn.compact
+    def __call__(self, z):
+        h = nn.relu(_deconv(self.n, 5)(z))
+        h = nn.relu(_deconv(self.n, 5)(h))
+        return nn.relu(_conv(self.m, 3)(h))
+
+
+class Compressor(nn.Module):
+    """f_e / f_d with a factorized prior on y, or a scale hyperprior (factorized prior on z)."""
+
+    prior: str = "hyperprior"
+    n: int = 128
+    m: int = 192
+
+    def setup(self):
+        self.g_a = Analysis(self.n, self.m)
+        self.g_s = Synthesis(self.n)
+        if self.prior == "hyperprior":
+            self.h_a = HyperAnalysis(self.n)
+            self.h_s = HyperSynthesis(self.n, self.m)
+            self.entropy_z = entropy.FactorizedPrior(self.n)
+        else:
+            self.entropy_y = entropy.FactorizedPrior(self.m)
+
+    @property
+    def multiple(self) -> int:
+        """Input sides must be multiples of this (the total stride)."""
+        return 64 if self.prior == "hyperprior" else 16
+
+    # -- training (noisy quantization) ---------------------------------------------------------
+    def __call__(self, x):
+        """Noisy forward: {"y", "noise", "x_hat", "likelihoods"}; noise from the 'noise' RNG stream."""
+        y = self.g_a(x)
+        u = jax.random.uniform(self.make_rng("noise"), y.shape, y.dtype, -0.5, 0.5)
+        y_tilde = y + u
+        if self.prior == "hyperprior":
+            z = self.h_a(y)
+            z_tilde = z + jax.random.uniform(self.make_rng("noise"), z.shape, z.dtype, -0.5, 0.5)
+            lik = {"y": entropy.gaussian_likelihood(y_tilde, self.h_s(z_tilde)), "z": self.entropy_z(z_tilde)}
+        else:
+            lik = {"y": self.entropy_y(y_tilde)}
+        return {"y": y, "noise": u, "x_hat": self.g_s(y_tilde), "likelihoods": lik}
+
+    def analysis(self, x):
+        return self.g_a(x)
+
+    def synthesis(self, y):
+        return self.g_s(y)
+
+    def aux_loss(self):
+        return (self.entropy_z if self.prior == "hyperprior" else self.entropy_y).aux_loss()
+
+    # -- codec side (rounding; integer symbols) ------------------------------------------------
+    def symbols(self, x):
+        """Integer symbols of an image batch: {"y"} or {"y", "z"} (int32, NHWC)."""
+        y = self.g_a(x)
+        if self.prior == "hyperprior":
+            return {"y": jnp.round(y).astype(jnp.int32), "z": self.entropy_z.quantize(self.h_a(y))}
+        return {"y": self.entropy_y.quantize(y)}
+
+    def latent(self, y_symbols):
+        """ŷ from its symbols (adds the medians back for a factorized prior)."""
+        if self.prior == "hyperprior":
+            return y_symbols.astype(jnp.float32)
+        return self.entropy_y.dequantize(y_symbols)
+
+    def decode_symbols(self, y_symbols):
+        """f_d(ŷ) (float, unclipped)."""
+        return self.g_s(self.latent(y_symbols))
+
+    def scales(self, z_symbols):
+        """σ of p(ŷ | ẑ), lower-bounded as in the likelihood (hyperprior only)."""
+        return entropy.lower_bound(self.h_s(self.entropy_z.dequantize(z_symbols)), entropy.SCALE_BOUND)
+
+    def quantized_likelihoods(self, syms):
+        """Likelihoods of the rounded latents: what the codec's estimated bits are computed from."""
+        if self.prior == "hyperprior":
+            y_hat = syms["y"].astype(jnp.float32)
+            return {
+                "y": entropy.gaussian_likelihood(y_hat, self.scales(syms["z"])),
+                "z": self.entropy_z(self.entropy_z.dequantize(syms["z"])),
+            }
+        return {"y": self.entropy_y(self.latent(syms["y"]))}
+
+    def pmf_tables(self, lo, length: int, which: str):
+        """Coding tables [C, length] of the factorized prior of `which` ('y' or 'z') over lo..lo+length−1."""
+        return self._prior(which).pmf_table(lo, length)
+
+    def quantile_support(self, which: str):
+        return self._prior(which).quantile_range()
+
+    def _prior(self, which: str) -> entropy.FactorizedPrior:
+        return self.entropy_z if which == "z" else self.entropy_y
+
+
+# ----------------------------------------------------------------------------- losses (per example)
+
+
+def rate_loss(likelihoods: dict, num_pixels: int) -> jax.Array:
+    """L_R: −Σ log₂ p over every latent (y, and z for a hyperprior) per image pixel, per example."""
+    return sum(entropy.bits(v) for v in likelihoods.values()) / num_pixels
+
+
+def distortion_loss(x_hat, x) -> jax.Array:
+    """L_D: mean squared error over pixels and channels, per example (images on [0, 1])."""
+    return jnp.mean((x_hat - x) ** 2, axis=(1, 2, 3))
+
+
+def feature_identity_loss(f0, f1, norm: str = "mse") -> jax.Array:
+    """L_FI(F0, F1) per example: mean square ('mse') or the L2 norm ‖F0 − F1‖₂ ('l2')."""
+    d = (f0 - f1).reshape(f0.shape[0], -1)
+    if norm == "mse":
+        return jnp.mean(d * d, axis=1)
+    if norm == "l2":
+        return jnp.sqrt(jnp.sum(d * d, axis=1) + 1e-12)
+    raise ConfigError(f"config loss.fi_norm={norm!r}: use 'mse' or 'l2'")
+
+
+def round_clip(x):
+    """f_rc: to 8 bits and clipped to [0, 1] (straight-through rounding)."""
+    return entropy.round_ste(jnp.clip(x, 0.0, 1.0) * 255.0) / 255.0
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@flax.struct.dataclass
+class State:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    """Adam on the networks (global-norm clipped) and, separately, Adam on the prior's quantiles."""
+    o = config.optim
+    main = optax.chain(
+        optax.clip_by_global_norm(o.clip) if o.clip else optax.identity(),
+        optax.adam(optax.piecewise_constant_schedule(o.lr, {int(o.decay_at * config.total_steps): o.decay})),
+    )
+
+    def labels(params):
+        return jax.tree_util.tree_map_with_path(lambda p, _: "aux" if entropy.is_aux(p) else "main", params)
+
+    return optax.multi_transform({"main": main, "aux": optax.adam(o.aux_lr)}, labels)
+
+
+class Nets:
+    def __init__(self, config):
+        self.config = config
+        m = config.model
+        self.model = Compressor(prior=m.prior, n=m.n, m=m.m)
+        self.tx = make_optimizer(config)
+
+
+def init_state(key, nets: Nets, config) -> State:
+    n = 2 * nets.model.multiple
+    kp, kn = jax.random.split(key)
+    params = nets.model.init({"params": kp, "noise": kn}, jnp.zeros((1, n, n, 3)))["params"]
+    return State(step=jnp.zeros((), jnp.int32), params=params, opt_state=nets.tx.init(params))
+
+
+def losses(params, x, key, *, nets: Nets):
+    """(L_total + aux, per-term metrics) of a batch. L_FI's second encoder pass reuses `params`."""
+    cfg = nets.config.loss
+    model = nets.model
+    out = model.apply({"params": params}, x, rngs={"noise": key})
+    num_pixels = x.shape[1] * x.shape[2]
+    terms = {
+        "rate": jnp.mean(rate_loss(out["likelihoods"], num_pixels)),
+        "distortion": jnp.mean(distortion_loss(out["x_hat"], x)),
+    }
+    total = terms["rate"] + cfg.lambda1 * terms["distortion"]
+    if cfg.lambda2:
+        f0 = out["y"] + out["noise"]
+        i1 = round_clip(out["x_hat"])
+        f1 = model.apply({"params": params}, i1, method=Compressor.analysis) + out["noise"]
+        terms["feature_identity"] = jnp.mean(feature_identity_loss(f0, f1, cfg.fi_norm))
+        total = total + cfg.lambda2 * terms["feature_identity"]
+    aux = model.apply({"params": params}, method=Compressor.aux_loss)
+    metrics_ = {f"loss/{k}": v for k, v in terms.items()}
+    metrics_.update(
+        {
+            "loss/total": total,
+            "loss/aux": aux,
+            "train/bpp": terms["rate"],
+            "train/psnr": -10.0 * jnp.log10(jnp.maximum(terms["distortion"], 1e-10)),
+        }
+    )
+    return total + aux, (metrics_, out["x_hat"])
+
+
+def train_step(state: State, batch: dict, key, frozen, *, nets: Nets):
+    """One Adam step on L_total (networks) and the aux loss (quantiles). Pure."""
+    del frozen
+    key = jax.random.fold_in(key, state.step)
+    (_, (metrics_, _)), grads = jax.value_and_grad(losses, has_aux=True)(state.params, batch["image"], key, nets=nets)
+    updates, opt_state = nets.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics_
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def example_fn(config, source):
+    """rng -> {"image": a random crop (flipped/rotated) of a training image}."""
+    dc = config.data
+
+    def fn(rng):
+        (x,) = data.random_crop(rng, dc.crop, source[int(rng.integers(len(source)))]["image"])
+        (x,) = data.random_flip_rot(rng, x)
+        return {"image": np.ascontiguousarray(x, np.float32)}
+
+    return fn
+
+
+def _check_config(config):
+    m = config.model
+    if m.prior not in ("factorized", "hyperprior"):
+        raise ConfigError(f"config model.prior={m.prior!r}: use 'factorized' or 'hyperprior'")
+    mult = 64 if m.prior == "hyperprior" else 16
+    if config.data.crop % mult:
+        raise ConfigError(f"config data.crop={config.data.crop} must be a multiple of {mult} for the {m.prior} model")
+    if config.loss.fi_norm not in ("mse", "l2"):
+        raise ConfigError(f"config loss.fi_norm={config.loss.fi_norm!r}: use 'mse' or 'l2'")
+    if config.loss.lambda1 <= 0:
+        raise ConfigError(f"config loss.lambda1={config.loss.lambda1} must be > 0")
+
+
+def build(config) -> trainer.Task:
+    from methods import compression_eval
+
+    _check_config(config)
+    nets = Nets(config)
+
+    def train_data(seed):
+        source = data.make_source(config.data.train, min_size=config.data.crop)
+        return data.train_pipeline(
+            example_fn(config, source), batch_size=config.batch_size, seed=seed, num_threads=config.data.threads
+        )
+
+    def step(state, batch, key, frozen):
+        return train_step(state, batch, key, frozen, nets=nets)
+
+    ev = compression_eval.Evaluator(config, nets)
+    return trainer.Task(
+        init=lambda key: init_state(key, nets, config),
+        train_step=step,
+        train_data=train_data,
+        samples=ev.train_samples,
+        evaluate=ev.evaluate,
+        predict=ev.predict,
+        metadata={
+            "method": "compression",
+            "prior": config.model.prior,
+            "lambda1": config.loss.lambda1,
+            "lambda2": config.loss.lambda2,
+        },
+        images_per_step=config.batch_size,
+    )

@@ -1,0 +1,444 @@
+"""The real codec, rate-distortion and successive-compression (SIC) evaluation, and predict.
+
+``Codec`` turns an image into a bitstream file (common.codec) and back. The
+encoder computes the integer symbols with one jitted function and the
+reconstruction with another (f_rc∘f_d of the symbols); the decoder recovers
+the same symbols from the file and runs the same f_d, so its output is
+bit-identical to the encoder's in-process reconstruction (checked for every
+evaluation image). Images of any size are mirror-padded to the model's
+stride and cropped back; bpp counts the original pixels.
+
+Evaluation (``eval/metrics.json``), on ../shared/data/kodak when present,
+builtin photos otherwise:
+
+* ``rd``: per image and mean: actual bpp (file size, header included),
+  estimated bpp (−Σ log₂ p of the rounded latents), their ratio, PSNR
+  (RGB, 8-bit) and MS-SSIM, and whether decode(encode(x)) is bit-identical;
+* ``jpeg_rd``: Pillow JPEG at ``eval.jpeg_qualities`` (4:2:0, default settings);
+* ``sic``: I_n = f_ed(I_{n−1}) for n = 1..``eval.sic_cycles``: PSNR(I_n, I0)
+  per cycle (mean over images) for the model, for JPEG at the quality whose
+  first-pass bpp is closest to the model's on that image, for one-pixel
+  shifted crops (crop offsets 0..``eval.sic_shifts``−1 pixels), and, with
+  ``eval.variable_with=WORKDIR`` (another rate point), the variable-rate
+  schedule alternating this model and that one (JPEG alternating the two
+  matched qualities). ``drop`` = PSNR at cycle 1 − PSNR at the last cycle.
+
+Plots: ``eval/rd.png`` (model point(s) and the JPEG curve),
+``eval/sic.png`` (PSNR per cycle), ``eval/samples.png`` (original |
+model cycle 1 | model last cycle | JPEG last cycle, per row).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from common import checkpoint, codec, data, degrade, imageio, metrics
+from common.errors import ConfigError
+from methods.compression import Compressor
+
+FALLBACK_EVAL = "builtin:astronaut+coffee+chelsea+rocket"
+EXTENSION = ".rjx"
+TABLE_LIMIT = 4096  # the quantile support taken into the coding tables, at most ±this
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+def to_u8(x) -> np.ndarray:
+    """f_rc on the host: float [0, 1] → uint8."""
+    return np.asarray(jnp.round(jnp.clip(x, 0.0, 1.0) * 255.0)).astype(np.uint8)
+
+
+def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def ms_ssim_u8(a: np.ndarray, b: np.ndarray) -> float | None:
+    if min(a.shape[:2]) < 161:
+        return None
+    f = lambda u: jnp.asarray(u, jnp.float32)[None] / 255.0  # noqa: E731
+    return float(metrics.ms_ssim(f(a), f(b))[0])
+
+
+class Codec:
+    """Image ↔ bitstream for one trained model (its parameters fixed)."""
+
+    def __init__(self, model: Compressor, params):
+        self.model, self.params = model, params
+        self.prior = model.prior
+        self.id = codec.model_id(params, model.prior)
+
+        def jitted(method, static=()):
+            return jax.jit(lambda p, *a: model.apply({"params": p}, *a, method=method), static_argnums=static)
+
+        self._symbols = jitted(Compressor.symbols)
+        self._decode = jitted(Compressor.decode_symbols)
+        self._lik = jitted(Compressor.quantized_likelihoods)
+        self._tables = jitted(Compressor.pmf_tables, static=(2, 3))
+        if self.prior == "hyperprior":
+            self._scales = jitted(Compressor.scales)
+        self._coded = "z" if self.prior == "hyperprior" else "y"  # the latent under the factorized prior
+        lo, hi = model.apply({"params": params}, self._coded, method=Compressor.quantile_support)
+        self._support = (
+            int(max(-TABLE_LIMIT, math.floor(float(jnp.min(lo))))),
+            int(min(TABLE_LIMIT, math.ceil(float(jnp.max(hi))))),
+        )
+
+    # -- pieces -----------------------------------------------------------------------------------
+    def pad(self, img: np.ndarray) -> np.ndarray:
+        m = self.model.multiple
+        h, w = img.shape[:2]
+        return np.pad(img, ((0, (-h) % m), (0, (-w) % m), (0, 0)), mode="symmetric").astype(np.float32)
+
+    def symbols(self, img: np.ndarray) -> dict:
+        return {k: np.asarray(v) for k, v in self._symbols(self.params, self.pad(img)[None]).items()}
+
+    def reconstruct(self, y_symbols: np.ndarray, height: int, width: int) -> np.ndarray:
+        """f_rc∘f_d of the symbols, cropped: uint8 (H, W, 3)."""
+        return to_u8(self._decode(self.params, jnp.asarray(y_symbols)))[0, :height, :width]
+
+    def roundtrip(self, img: np.ndarray) -> np.ndarray:
+        """f_ed in process (no entropy coding): uint8 reconstruction of float RGB [0, 1]."""
+        return self.reconstruct(self.symbols(img)["y"], *img.shape[:2])
+
+    def roundtrip_u8(self, u8: np.ndarray) -> np.ndarray:
+        """f_ed on an 8-bit image: one SIC cycle."""
+        return self.roundtrip(u8.astype(np.float32) / 255.0)
+
+    def estimated_bits(self, syms: dict) -> float:
+        lik = self._lik(self.params, {k: jnp.asarray(v) for k, v in syms.items()})
+        return float(sum(-np.sum(np.log2(np.asarray(v, np.float64))) for v in lik.values()))
+
+    def _table_range(self, sym: np.ndarray) -> tuple[int, int]:
+        return min(self._support[0], int(sym.min())), max(self._support[1], int(sym.max()))
+
+    def _factorized_tables(self, lo: int, hi: int) -> np.ndarray:
+        return np.asarray(self._tables(self.params, jnp.float32(lo), _next_pow2(hi - lo + 1), self._coded))
+
+    # -- the codec --------------------------------------------------------------------------------
+    def encode(self, img: np.ndarray) -> tuple[bytes, np.ndarray, float]:
+        """(file bytes, the in-process uint8 reconstruction, estimated bits) of float RGB [0, 1]."""
+        blob, syms = self._encode(img)
+        return blob, self.reconstruct(syms["y"], *img.shape[:2]), self.estimated_bits(syms)
+
+    def encode_bytes(self, img: np.ndarray) -> bytes:
+        """The file's bytes only (what an encoder does: no reconstruction)."""
+        return self._encode(img)[0]
+
+    def _encode(self, img: np.ndarray) -> tuple[bytes, dict]:
+        h, w = img.shape[:2]
+        syms = self.symbols(img)
+        fact = syms[self._coded]
+        flo, fhi = self._table_range(fact)
+        enc = codec.encoder()
+        codec.encode_factorized(enc, _channels_first(fact), self._factorized_tables(flo, fhi), flo)
+        if self.prior == "hyperprior":
+            y = syms["y"]
+            ylo, yhi = min(int(y.min()), -1), max(int(y.max()), 1)
+            codec.encode_gaussian(enc, y, np.asarray(self._scales(self.params, jnp.asarray(fact))), ylo, yhi)
+            header = codec.Header(self.prior, self.id, h, w, (ylo, yhi), (flo, fhi))
+        else:
+            header = codec.Header(self.prior, self.id, h, w, (flo, fhi))
+        return codec.pack(header, enc.get_compressed()), syms
+
+    def decode(self, blob: bytes, name: str = "bitstream") -> np.ndarray:
+        """uint8 (H, W, 3) image of a file's bytes; CodecError if it is not this model's valid stream."""
+        header, words = codec.unpack(blob, name)
+        if header.prior != self.prior or header.model_id != self.id:
+            raise codec.CodecError(
+                f"{name}: encoded by another model ({header.prior}, id {header.model_id.hex()}); "
+                f"this one is {self.prior}, id {self.id.hex()}"
+            )
+        m = self.model.multiple
+        hp, wp = header.height + (-header.height) % m, header.width + (-header.width) % m
+        if hp * wp > 2**28:
+            raise codec.CodecError(f"{name}: corrupted header (image of {header.height}x{header.width})")
+        dec = codec.decoder(words)
+        try:
+            if self.prior == "hyperprior":
+                zlo, zhi = header.z_range
+                zshape = (1, hp // 64, wp // 64, self.model.n)
+                z = _channels_last(
+                    codec.decode_factorized(dec, zshape[1] * zshape[2], self._factorized_tables(zlo, zhi), zlo), zshape
+                )
+                scales = np.asarray(self._scales(self.params, jnp.asarray(z)))
+                y = codec.decode_gaussian(dec, scales, *header.y_range)
+            else:
+                ylo, yhi = header.y_range
+                yshape = (1, hp // 16, wp // 16, self.model.m)
+                y = _channels_last(
+                    codec.decode_factorized(dec, yshape[1] * yshape[2], self._factorized_tables(ylo, yhi), ylo), yshape
+                )
+        except (ValueError, RuntimeError, OverflowError) as e:
+            raise codec.CodecError(f"{name}: the payload does not decode ({type(e).__name__}: {e})") from e
+        return self.reconstruct(y, header.height, header.width)
+
+
+def _channels_first(sym: np.ndarray) -> np.ndarray:
+    """(1, h, w, C) → (C, h·w)."""
+    return sym[0].reshape(-1, sym.shape[-1]).T
+
+
+def _channels_last(sym: np.ndarray, shape) -> np.ndarray:
+    """(C, h·w) → (1, h, w, C)."""
+    return sym.T.reshape(shape)
+
+
+# ----------------------------------------------------------------------------- successive compression
+
+
+def sic_curve(fed, img_u8: np.ndarray, cycles: int, schedule=None) -> list[float]:
+    """PSNR(I_n, I0) for n = 1..cycles, I_n = f(I_{n−1}) with f = schedule[(n−1) % len] (or fed)."""
+    funcs = schedule or [fed]
+    cur, out = img_u8, []
+    for n in range(cycles):
+        cur = funcs[n % len(funcs)](cur)
+        out.append(psnr_u8(cur, img_u8))
+    return out, cur
+
+
+def jpeg_fn(quality: int):
+    return lambda u8: to_u8(degrade.jpeg(u8.astype(np.float32) / 255.0, quality))
+
+
+def jpeg_bpp(u8: np.ndarray, quality: int) -> float:
+    return degrade.jpeg_with_size(u8.astype(np.float32) / 255.0, quality)[1] * 8.0 / (u8.shape[0] * u8.shape[1])
+
+
+def matched_quality(u8: np.ndarray, bpp: float, qualities=range(1, 96)) -> int:
+    """The JPEG quality whose bpp on this image is closest to `bpp`."""
+    return min(qualities, key=lambda q: abs(jpeg_bpp(u8, q) - bpp))
+
+
+def load_codec(workdir: str) -> Codec:
+    """The codec of another compression run (its config.json and latest checkpoint)."""
+    cfg_path = os.path.join(workdir, "config.json")
+    ck_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
+    if not os.path.isfile(cfg_path) or not os.path.isdir(ck_dir):
+        raise ConfigError(f"{workdir}: not a compression run (needs config.json and checkpoints/)")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    if cfg.get("method") != "compression":
+        raise ConfigError(f"{workdir}: a {cfg.get('method')!r} run, not a compression run")
+    ck = checkpoint.Checkpointer(ck_dir)
+    try:
+        if ck.latest_step() is None:
+            raise ConfigError(f"{workdir}: no checkpoint under {ck_dir}")
+        params = jax.tree.map(jnp.asarray, ck.restore_raw()["params"])
+    finally:
+        ck.close()
+    m = cfg["model"]
+    return Codec(Compressor(prior=m["prior"], n=m["n"], m=m["m"]), params)
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return float(np.mean(xs)) if xs else None
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+class Evaluator:
+    def __init__(self, config, nets):
+        self.config = config
+        self.nets = nets
+
+    def codec(self, state) -> Codec:
+        return Codec(self.nets.model, state.params)
+
+    def train_samples(self, state, frozen, batch) -> np.ndarray:
+        del frozen
+        cd = self.codec(state)
+        rows = []
+        for x in batch["image"][:3]:
+            rows.append([x, cd.roundtrip(x).astype(np.float32) / 255.0])
+        return imageio.grid(rows)
+
+    def _images(self):
+        spec = self.config.eval.data or data.shared_data_dir("kodak") or FALLBACK_EVAL
+        (name, source) = data.image_sets(spec)[0]
+        n = len(source) if not self.config.eval.max_images else min(len(source), self.config.eval.max_images)
+        out = []
+        for i in range(n):
+            item = source[i]
+            label = item.get("name") or os.path.basename(getattr(source, "paths", [""] * n)[i]) or str(i)
+            out.append((label, to_u8(item["image"])))
+        return name, out
+
+    def evaluate(self, state, frozen, outdir: str) -> dict:
+        del frozen
+        ec = self.config.eval
+        cd = self.codec(state)
+        set_name, images = self._images()
+        t0 = time.perf_counter()
+
+        # ---- rate-distortion with the real codec
+        per_image = []
+        for label, u8 in tqdm(images, desc="codec", leave=False):
+            x = u8.astype(np.float32) / 255.0
+            blob, recon, est_bits = cd.encode(x)
+            decoded = cd.decode(blob, label)
+            pixels = u8.shape[0] * u8.shape[1]
+            per_image.append(
+                {
+                    "image": label,
+                    "bpp": len(blob) * 8.0 / pixels,
+                    "estimated_bpp": est_bits / pixels,
+                    "psnr": psnr_u8(recon, u8),
+                    "ms_ssim": ms_ssim_u8(recon, u8),
+                    "bit_exact": bool(np.array_equal(decoded, recon)),
+                }
+            )
+        rd = {k: _mean(r[k] for r in per_image) for k in ("bpp", "estimated_bpp", "psnr", "ms_ssim")} | {
+            "bit_exact_images": sum(r["bit_exact"] for r in per_image),
+            "num_images": len(per_image),
+        }
+        rd["actual_over_estimated"] = rd["bpp"] / rd["estimated_bpp"]
+        rd["images"] = per_image
+        codec_seconds = time.perf_counter() - t0
+
+        # ---- JPEG RD points
+        jpeg_rd = []
+        for q in ec.jpeg_qualities:
+            rows = [(jpeg_bpp(u8, q), jpeg_fn(q)(u8), u8) for _, u8 in images]
+            jpeg_rd.append(
+                {
+                    "quality": int(q),
+                    "bpp": _mean(r[0] for r in rows),
+                    "psnr": _mean(psnr_u8(r[1], r[2]) for r in rows),
+                    "ms_ssim": _mean(ms_ssim_u8(r[1], r[2]) for r in rows),
+                }
+            )
+
+        # ---- successive compression
+        sic = self.successive(cd, images, per_image) if ec.sic_cycles else {}
+        results = {
+            "eval_set": set_name,
+            "prior": cd.prior,
+            "lambda1": self.config.loss.lambda1,
+            "lambda2": self.config.loss.lambda2,
+            "rd": rd,
+            "jpeg_rd": jpeg_rd,
+            "sic": sic,
+            "codec_seconds_per_image": codec_seconds / max(1, len(images)),
+        }
+        self._plots(outdir, results)
+        return results
+
+    def successive(self, cd: Codec, images, per_image) -> dict:
+        ec = self.config.eval
+        n = ec.sic_cycles
+        subset = images if not ec.sic_images else images[: ec.sic_images]
+        other = load_codec(ec.variable_with) if ec.variable_with else None
+        curves = {"model": [], "jpeg": [], "shifted": [], "model_variable": [], "jpeg_variable": []}
+        qualities, last = [], {}
+        for i, (_, u8) in enumerate(tqdm(subset, desc=f"SIC x{n}", leave=False)):
+            q = matched_quality(u8, per_image[i]["bpp"])
+            qualities.append(q)
+            c, last_model = sic_curve(cd.roundtrip_u8, u8, n)
+            curves["model"].append(c)
+            c, last_jpeg = sic_curve(jpeg_fn(q), u8, n)
+            curves["jpeg"].append(c)
+            if i == 0:
+                last = {"image": u8, "model_1": cd.roundtrip_u8(u8), "model_n": last_model, "jpeg_n": last_jpeg}
+            if other is not None:
+                q2 = matched_quality(u8, len(other.encode_bytes(u8.astype(np.float32) / 255.0)) * 8.0 / u8[..., 0].size)
+                curves["model_variable"].append(sic_curve(None, u8, n, [cd.roundtrip_u8, other.roundtrip_u8])[0])
+                curves["jpeg_variable"].append(sic_curve(None, u8, n, [jpeg_fn(q), jpeg_fn(q2)])[0])
+        s = ec.sic_shifts
+        if s > 1:
+            u8 = subset[0][1]
+            h, w = u8.shape[0] - s + 1, u8.shape[1] - s + 1
+            for k in range(s):
+                crop = np.ascontiguousarray(u8[k : k + h, k : k + w])
+                curves["shifted"].append(sic_curve(cd.roundtrip_u8, crop, n)[0])
+        out = {"cycles": n, "num_images": len(subset), "jpeg_qualities": qualities}
+        if other is not None:
+            out["variable_with"] = ec.variable_with
+        for k, cs in curves.items():
+            if not cs:
+                continue
+            mean = np.mean(np.asarray(cs), axis=0)
+            out[k] = {"psnr": [float(v) for v in mean], "drop": float(mean[0] - mean[-1])}
+            if k == "shifted":
+                out[k]["final_psnr_per_shift"] = [float(c[-1]) for c in cs]
+                out[k]["image"] = subset[0][0]
+        self._last = last
+        return out
+
+    def _plots(self, outdir: str, results: dict) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 4))
+        j = results["jpeg_rd"]
+        ax.plot([p["bpp"] for p in j], [p["psnr"] for p in j], "o-", label="JPEG (Pillow)")
+        ax.plot([results["rd"]["bpp"]], [results["rd"]["psnr"]], "r*", ms=12, label=f"model (λ2={results['lambda2']})")
+        ax.set(xlabel="bpp", ylabel="PSNR (dB)", title=f"{results['eval_set']}: rate-distortion")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(outdir, "rd.png"), dpi=120)
+        plt.close(fig)
+        sic = results["sic"]
+        if sic:
+            plot_sic(os.path.join(outdir, "sic.png"), {"": sic}, title=f"{results['eval_set']}: successive compression")
+            last = getattr(self, "_last", None)
+            if last:
+                row = [last[k].astype(np.float32) / 255.0 for k in ("image", "model_1", "model_n", "jpeg_n")]
+                imageio.save_png(os.path.join(outdir, "samples.png"), imageio.grid([row]))
+
+    def predict(self, state, frozen, input_path: str, output_path: str) -> list[str]:
+        """Image(s) → bitstream file(s) (.rjx); bitstream file(s) → PNG."""
+        del frozen
+        cd = self.codec(state)
+        if os.path.isfile(input_path) and input_path.endswith(EXTENSION):
+            with open(input_path, "rb") as f:
+                img = cd.decode(f.read(), input_path)
+            dst = output_path if output_path.lower().endswith(".png") else output_path + ".png"
+            imageio.save_png(dst, img.astype(np.float32) / 255.0)
+            return [dst]
+        written = []
+        for src, dst in imageio.predict_pairs(input_path, output_path, ext=EXTENSION):
+            blob = cd.encode_bytes(imageio.load_image(src))
+            os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+            with open(dst, "wb") as f:
+                f.write(blob)
+            written.append(dst)
+        return written
+
+
+def plot_sic(path: str, runs: dict, title: str = "successive compression") -> None:
+    """PSNR(I_n, I0) per cycle for several runs' ``sic`` results ({label: sic})."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    styles = {"model": "-", "model_variable": "--", "shifted": ":", "jpeg": "-", "jpeg_variable": "--"}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, sic in runs.items():
+        for k, ls in styles.items():
+            if k not in sic or (k.startswith("jpeg") and label and label != next(iter(runs))):
+                continue
+            name = k.replace("_", " ") if k.startswith("jpeg") else f"{label} {k.replace('_', ' ')}".strip()
+            ax.plot(range(1, len(sic[k]["psnr"]) + 1), sic[k]["psnr"], ls, label=name)
+    ax.set(xlabel="cycle n", ylabel="PSNR(I_n, I_0) (dB)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
