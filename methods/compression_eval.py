@@ -442,3 +442,70 @@ def plot_sic(path: str, runs: dict, title: str = "successive compression") -> No
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def report(workdirs: list[str], out: str) -> str:
+    """Compares several evaluated runs: one SIC plot, one RD plot (with JPEG) and a markdown table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {}
+    for w in workdirs:
+        path = os.path.join(w, "eval", "metrics.json")
+        if not os.path.isfile(path):
+            raise ConfigError(f"{w}: no eval/metrics.json (run --mode=eval first)")
+        with open(path) as f:
+            runs[os.path.basename(os.path.normpath(w))] = json.load(f)
+    os.makedirs(out, exist_ok=True)
+    plot_sic(os.path.join(out, "sic.png"), {k: r["sic"] for k, r in runs.items() if r.get("sic")})
+    fig, ax = plt.subplots(figsize=(5, 4))
+    first = next(iter(runs.values()))
+    ax.plot([p["bpp"] for p in first["jpeg_rd"]], [p["psnr"] for p in first["jpeg_rd"]], "o-", label="JPEG")
+    for k, r in runs.items():
+        ax.plot([r["rd"]["bpp"]], [r["rd"]["psnr"]], "*", ms=12, label=k)
+    ax.set(xlabel="bpp", ylabel="PSNR (dB)", title=f"{first['eval_set']}: rate-distortion")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "rd.png"), dpi=120)
+    plt.close(fig)
+    lines = [
+        "| run | λ2 | bpp (file) | bpp (est.) | PSNR | MS-SSIM | SIC n=1 → n=N (drop) | variable rate | shifted |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def sic_cell(s, k):
+        if k not in s:
+            return "—"
+        p = s[k]["psnr"]
+        return f"{p[0]:.2f} → {p[-1]:.2f} ({s[k]['drop']:.2f})"
+
+    for k, r in runs.items():
+        rd, s = r["rd"], r.get("sic", {})
+        lines.append(
+            f"| {k} | {r['lambda2']:g} | {rd['bpp']:.3f} | {rd['estimated_bpp']:.3f} | {rd['psnr']:.2f} | "
+            f"{rd['ms_ssim'] or float('nan'):.4f} | {sic_cell(s, 'model')} | {sic_cell(s, 'model_variable')} | "
+            f"{sic_cell(s, 'shifted')} |"
+        )
+    s = first.get("sic", {})
+    if s:
+        lines.append(
+            f"| JPEG (matched q {s['jpeg_qualities']}) | | | | | | {sic_cell(s, 'jpeg')} | "
+            f"{sic_cell(s, 'jpeg_variable')} | |"
+        )
+    table = "\n".join(lines)
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(table + "\n")
+    return table
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Compare evaluated compression runs (SIC and RD plots, a table).")
+    ap.add_argument("workdirs", nargs="+")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    print(report(a.workdirs, a.out))

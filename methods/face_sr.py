@@ -59,7 +59,7 @@ class Generator(nn.Module):
         for i, c in enumerate(ups):
             h = layers.PreActResBlock(c, resample="up", name=f"dec{i}")(h)
         h = layers.lrelu(nn.InstanceNorm(epsilon=1e-5, name="out_norm")(h))
-        y = nn.Conv(3, (1, 1), name="to_rgb")(h)
+        y = nn.Conv(3, (1, 1), kernel_init=nn.initializers.zeros, name="to_rgb")(h)  # starts as bicubic
         if self.global_skip:
             # Instance norm throughout removes each image's mean colour and contrast from the features
             # (StarGAN v2 puts them back through AdaIN style codes, which this task has none of), so

@@ -79,6 +79,15 @@ def test_preact_block_resamples_and_scales_by_inverse_sqrt2():
     np.testing.assert_allclose(blk.apply(zero, x), x / np.sqrt(2), rtol=1e-6)
 
 
+def test_generator_starts_as_bicubic_and_its_residual_trains():
+    g = face_sr.Generator(width=1 / 16, n_down=1, n_bottleneck=1)
+    x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 3))
+    v = g.init(jax.random.key(1), x)
+    np.testing.assert_allclose(g.apply(v, x), jax.image.resize(x, (2, 32, 32, 3), "cubic"), atol=1e-6)
+    grad = jax.grad(lambda p: jnp.sum(g.apply({"params": p}, x) ** 2))(v["params"])
+    assert float(jnp.max(jnp.abs(grad["to_rgb"]["kernel"]))) > 0  # zero-initialised, not frozen
+
+
 def test_four_device_mesh_matches_one_device():
     assert_mesh_matches_one_device("face_sr", "test")
 
