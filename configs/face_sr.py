@@ -68,6 +68,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval.train_count = 0  # the first N evaluation faces were training inputs (Table 1); the rest: Table 2
     c.eval.max_images = 0  # 0 = all
     c.eval.num_samples = 3
+    c.eval.inception_weights = ""  # converted Keras InceptionV3 .npz (python -m common.fid convert): adds FID
 
     if "quick" in args:
         quick_run(c, 1500)

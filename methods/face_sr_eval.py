@@ -7,8 +7,11 @@ and bicubic x4 back to 1024, compared with the true face: RGB PSNR, SSIM and
 no-reference-free sharpness proxy (1 = as much fine detail as the truth; bicubic
 is well below 1, over-sharpening or noise goes above). The first
 ``eval.train_count`` faces are the ones the model was trained on (as 256
-inputs: the seed's Table 1); the rest are unseen (Table 2). FID is not
-computed: it needs Inception weights that cannot be downloaded here.
+inputs: the seed's Table 1); the rest are unseen (Table 2). FID is
+computed only with user-supplied Inception-v3 weights
+(``eval.inception_weights``, converted by ``python -m common.fid convert``):
+then each group also gets ``fid`` of bicubic and of the model against the
+true faces (few images: biased upwards, comparable only on the same faces).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from common import data, imageio, metrics, resize
+from common import data, fid, imageio, metrics, resize
 
 FALLBACK_EVAL = "builtin:astronaut+grace_hopper"
 
@@ -67,6 +70,8 @@ class Evaluator:
         spec, source = self._faces()
         n = len(source) if not ev.max_images else min(ev.max_images, len(source))
         groups = {"train_inputs": [], "held_out": []}
+        fid_net = fid.FID(ev.inception_weights) if ev.inception_weights else None
+        feats = {g: {"bicubic": [], "model": [], "truth": []} for g in groups}
         rows = []
         for i in range(n):
             item = source[i]
@@ -78,12 +83,18 @@ class Evaluator:
             bic = resize.quantize(resize.imresize(lr, 4))
             sr = resize.quantize(self.upscale(state, lr))
             rec = {"image": os.path.basename(item["name"]), "bicubic": scores(bic, hr), "model": scores(sr, hr)}
-            groups["train_inputs" if i < ev.train_count else "held_out"].append(rec)
+            group = "train_inputs" if i < ev.train_count else "held_out"
+            groups[group].append(rec)
+            if fid_net is not None:
+                for k, img in (("bicubic", bic), ("model", sr), ("truth", hr)):
+                    feats[group][k].append(fid_net.features([img])[0])
             if len(rows) < ev.num_samples:
                 c = min(256, hr.shape[0])
                 y0 = (hr.shape[0] - c) // 2
                 rows.append([x[y0 : y0 + c, y0 : y0 + c] for x in (bic, sr, hr)])
-        results = {"faces": spec, "hr_size": ev.hr_size, "fid": "not computed (needs user-supplied Inception weights)"}
+        results = {"faces": spec, "hr_size": ev.hr_size}
+        if fid_net is None:
+            results["fid"] = "not computed (set eval.inception_weights; see common/fid.py)"
         for name, recs in groups.items():
             if not recs:
                 continue
@@ -95,6 +106,10 @@ class Evaluator:
                 },
                 "images": recs,
             }
+            if fid_net is not None:
+                truth = fid.statistics(np.stack(feats[name]["truth"]))
+                for k in ("bicubic", "model"):
+                    results[name][k]["fid"] = fid.frechet_distance(*fid.statistics(np.stack(feats[name][k])), *truth)
         if rows:
             imageio.save_png(os.path.join(outdir, "samples.png"), imageio.grid(rows))
         return results

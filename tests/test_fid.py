@@ -1,0 +1,86 @@
+"""FID: the Fréchet distance against its closed form, and Keras InceptionV3 weights through the converter."""
+
+import h5py
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common import fid
+
+
+def test_frechet_distance_matches_the_diagonal_closed_form():
+    rng = np.random.default_rng(0)
+    mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
+    v1, v2 = rng.uniform(0.1, 2, 5), rng.uniform(0.1, 2, 5)
+    ref = np.sum((mu1 - mu2) ** 2) + np.sum(v1 + v2 - 2 * np.sqrt(v1 * v2))
+    assert fid.frechet_distance(mu1, np.diag(v1), mu2, np.diag(v2)) == pytest.approx(ref, rel=1e-6)
+    f = rng.normal(size=(50, 4))
+    assert fid.frechet_distance(*fid.statistics(f), *fid.statistics(f)) == pytest.approx(0.0, abs=1e-6)
+
+
+def _write_keras_h5(path, params):
+    """A file laid out like Keras' InceptionV3 notop weights (TF2 names: conv2d, conv2d_1, ...)."""
+    with h5py.File(path, "w") as f:
+        for i in range(fid.NUM_LAYERS):
+            cname = "conv2d" if i == 0 else f"conv2d_{i}"
+            bname = "batch_normalization" if i == 0 else f"batch_normalization_{i}"
+            p = params[f"cbn{i}"]
+            f.create_group(cname).create_group(cname).create_dataset("kernel:0", data=np.asarray(p["conv"]["kernel"]))
+            g = f.create_group(bname).create_group(bname)
+            g.create_dataset("beta:0", data=np.asarray(p["beta"]))
+            g.create_dataset("moving_mean:0", data=np.asarray(p["mean"]))
+            g.create_dataset("moving_variance:0", data=np.asarray(p["var"]) + 0.5)
+
+
+def test_keras_weights_convert_load_and_give_the_same_features(tmp_path):
+    net = fid.InceptionV3()
+    v = net.init(jax.random.key(0), jnp.zeros((1, 75, 75, 3)))
+    rng = np.random.default_rng(1)
+    params = jax.tree.map(lambda a: np.asarray(a) + 0.05 * rng.standard_normal(a.shape).astype(np.float32), v["params"])
+    _write_keras_h5(tmp_path / "w.h5", params)
+    fid.convert(str(tmp_path / "w.h5"), str(tmp_path / "w.npz"))
+    loaded = fid.load(str(tmp_path / "w.npz"))
+    expect = jax.tree.map(np.asarray, params)
+    for i in range(fid.NUM_LAYERS):
+        expect[f"cbn{i}"]["var"] = expect[f"cbn{i}"]["var"] + 0.5
+    np.testing.assert_array_equal(loaded["params"]["cbn93"]["conv"]["kernel"], expect["cbn93"]["conv"]["kernel"])
+    np.testing.assert_array_equal(loaded["params"]["cbn10"]["var"], expect["cbn10"]["var"])
+    x = jnp.asarray(rng.random((1, 40, 40, 3)), jnp.float32)
+    out = net.apply(loaded, x)
+    assert out.shape == (1, 2048)
+    np.testing.assert_allclose(out, net.apply({"params": expect}, x), rtol=1e-5)
+    # a file with a layer missing is a clear error
+    with h5py.File(tmp_path / "w.h5", "a") as f:
+        del f["conv2d_5"]
+    with pytest.raises(fid.WeightsError, match="expected 94 conv2d"):
+        fid.convert(str(tmp_path / "w.h5"), str(tmp_path / "bad.npz"))
+    with pytest.raises(fid.WeightsError, match="not found"):
+        fid.load(str(tmp_path / "nope.npz"))
+
+
+def test_face_sr_evaluation_reports_fid_only_with_weights(tmp_path):
+    from configs import face_sr as cfg_mod
+    from methods import face_sr
+
+    net = fid.InceptionV3()
+    v = net.init(jax.random.key(0), jnp.zeros((1, 75, 75, 3)))["params"]
+    flat = {}
+    for i in range(fid.NUM_LAYERS):
+        flat[f"cbn{i}/kernel"] = np.asarray(v[f"cbn{i}"]["conv"]["kernel"])
+        for k in ("beta", "mean", "var"):
+            flat[f"cbn{i}/{k}"] = np.asarray(v[f"cbn{i}"][k])
+    np.savez(tmp_path / "inc.npz", **flat)
+    config = cfg_mod.get_config("test")
+    config.eval.train_count = 1
+    config.eval.data = "builtin:astronaut+grace_hopper"
+    task = face_sr.build(config)
+    state = jax.jit(task.init)(jax.random.key(0))
+    without = task.evaluate(state, task.frozen, str(tmp_path))
+    assert "not computed" in without["fid"] and "fid" not in without["held_out"]["model"]
+    config.eval.inception_weights = str(tmp_path / "inc.npz")
+    with_fid = face_sr.build(config).evaluate(state, task.frozen, str(tmp_path))
+    # one face per group: a single-sample covariance is 0, so FID reduces to ‖μ_model − μ_truth‖² > 0
+    for g in ("train_inputs", "held_out"):
+        for k in ("bicubic", "model"):
+            assert np.isfinite(with_fid[g][k]["fid"]) and with_fid[g][k]["fid"] >= 0
