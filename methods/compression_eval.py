@@ -21,7 +21,9 @@ builtin photos otherwise:
   shifted crops (crop offsets 0..``eval.sic_shifts``−1 pixels), and, with
   ``eval.variable_with=WORKDIR`` (another rate point), the variable-rate
   schedule alternating this model and that one (JPEG alternating the two
-  matched qualities). ``drop`` = PSNR at cycle 1 − PSNR at the last cycle.
+  matched qualities). ``drop`` = PSNR at cycle 1 − PSNR at the last cycle;
+  for the variable schedules (odd cycles at this model's rate, even cycles
+  at the other's) ``drop_same_rate`` compares cycle 1 with the last odd cycle.
 
 Plots: ``eval/rd.png`` (model point(s) and the JPEG curve),
 ``eval/sic.png`` (PSNR per cycle), ``eval/samples.png`` (original |
@@ -371,6 +373,8 @@ class Evaluator:
                 continue
             mean = np.mean(np.asarray(cs), axis=0)
             out[k] = {"psnr": [float(v) for v in mean], "drop": float(mean[0] - mean[-1])}
+            if k.endswith("_variable"):  # the last cycle run at this model's own rate (odd n)
+                out[k]["drop_same_rate"] = float(mean[0] - mean[(n - 1) // 2 * 2])
             if k == "shifted":
                 out[k]["final_psnr_per_shift"] = [float(c[-1]) for c in cs]
                 out[k]["image"] = subset[0][0]
@@ -480,6 +484,9 @@ def report(workdirs: list[str], out: str) -> str:
         if k not in s:
             return "—"
         p = s[k]["psnr"]
+        if k.endswith("_variable"):  # alternating rates: compare cycle 1 with the last cycle at the same rate
+            last = (len(p) - 1) // 2 * 2
+            return f"{p[0]:.2f} → {p[last]:.2f} at n={last + 1} ({p[0] - p[last]:.2f})"
         return f"{p[0]:.2f} → {p[-1]:.2f} ({s[k]['drop']:.2f})"
 
     for k, r in runs.items():
@@ -492,7 +499,7 @@ def report(workdirs: list[str], out: str) -> str:
     s = first.get("sic", {})
     if s:
         lines.append(
-            f"| JPEG (matched q {s['jpeg_qualities']}) | | | | | | {sic_cell(s, 'jpeg')} | "
+            f"| JPEG (matched q {min(s['jpeg_qualities'])}–{max(s['jpeg_qualities'])}) | | | | | | {sic_cell(s, 'jpeg')} | "
             f"{sic_cell(s, 'jpeg_variable')} | |"
         )
     table = "\n".join(lines)
