@@ -498,8 +498,9 @@ def report(workdirs: list[str], out: str) -> str:
         )
     s = first.get("sic", {})
     if s:
+        qs = s["jpeg_qualities"]
         lines.append(
-            f"| JPEG (matched q {min(s['jpeg_qualities'])}–{max(s['jpeg_qualities'])}) | | | | | | {sic_cell(s, 'jpeg')} | "
+            f"| JPEG (matched q {min(qs)}–{max(qs)}) | | | | | | {sic_cell(s, 'jpeg')} | "
             f"{sic_cell(s, 'jpeg_variable')} | |"
         )
     table = "\n".join(lines)
