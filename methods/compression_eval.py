@@ -433,13 +433,16 @@ def plot_sic(path: str, runs: dict, title: str = "successive compression") -> No
     import matplotlib.pyplot as plt
 
     styles = {"model": "-", "model_variable": "--", "shifted": ":", "jpeg": "-", "jpeg_variable": "--"}
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, sic in runs.items():
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for i, (label, sic) in enumerate(runs.items()):
         for k, ls in styles.items():
-            if k not in sic or (k.startswith("jpeg") and label and label != next(iter(runs))):
+            is_jpeg = k.startswith("jpeg")
+            if k not in sic or (is_jpeg and i > 0):  # JPEG once (from the first run)
                 continue
-            name = k.replace("_", " ") if k.startswith("jpeg") else f"{label} {k.replace('_', ' ')}".strip()
-            ax.plot(range(1, len(sic[k]["psnr"]) + 1), sic[k]["psnr"], ls, label=name)
+            name = k.replace("_", " ") if is_jpeg else f"{label} {k.replace('_', ' ')}".strip()
+            color = "black" if is_jpeg else colors[i % len(colors)]
+            ax.plot(range(1, len(sic[k]["psnr"]) + 1), sic[k]["psnr"], ls, color=color, label=name)
     ax.set(xlabel="cycle n", ylabel="PSNR(I_n, I_0) (dB)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
