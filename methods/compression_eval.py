@@ -406,15 +406,23 @@ class Evaluator:
                 imageio.save_png(os.path.join(outdir, "samples.png"), imageio.grid([row]))
 
     def predict(self, state, frozen, input_path: str, output_path: str) -> list[str]:
-        """Image(s) → bitstream file(s) (.rjx); bitstream file(s) → PNG."""
+        """Image(s) → bitstream file(s) (.rjx); bitstream file(s) (a file, or a folder of them) → PNG."""
         del frozen
         cd = self.codec(state)
-        if os.path.isfile(input_path) and input_path.endswith(EXTENSION):
-            with open(input_path, "rb") as f:
-                img = cd.decode(f.read(), input_path)
-            dst = output_path if output_path.lower().endswith(".png") else output_path + ".png"
-            imageio.save_png(dst, img.astype(np.float32) / 255.0)
-            return [dst]
+        streams = _bitstreams(input_path)
+        if streams:
+            written = []
+            for src in streams:
+                if os.path.isdir(input_path):
+                    rel = os.path.splitext(os.path.relpath(src, input_path))[0] + ".png"
+                    dst = os.path.join(output_path, rel)
+                else:
+                    dst = output_path if output_path.lower().endswith(".png") else output_path + ".png"
+                with open(src, "rb") as f:
+                    img = cd.decode(f.read(), src)
+                imageio.save_png(dst, img.astype(np.float32) / 255.0)
+                written.append(dst)
+            return written
         written = []
         for src, dst in imageio.predict_pairs(input_path, output_path, ext=EXTENSION):
             blob = cd.encode_bytes(imageio.load_image(src))
@@ -423,6 +431,17 @@ class Evaluator:
                 f.write(blob)
             written.append(dst)
         return written
+
+
+def _bitstreams(path: str) -> list[str]:
+    """The .rjx files of a predict input: the file itself, or every .rjx under a folder."""
+    if os.path.isfile(path):
+        return [path] if path.lower().endswith(EXTENSION) else []
+    if os.path.isdir(path):
+        return sorted(
+            os.path.join(root, f) for root, _, files in os.walk(path) for f in files if f.lower().endswith(EXTENSION)
+        )
+    return []
 
 
 def plot_sic(path: str, runs: dict, title: str = "successive compression") -> None:

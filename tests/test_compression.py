@@ -298,6 +298,16 @@ def test_train_eval_variable_rate_and_predict_round_trip(tmp_path):
             f"--output={tmp_path / 'back.png'}"])  # fmt: skip
     back = np.asarray(Image.open(tmp_path / "back.png"))
     assert back.shape == (45, 70, 3)
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray((np.random.default_rng(1).random((33, 20, 3)) * 255).astype(np.uint8)).save(folder / "sub/a.png")
+    Image.fromarray((np.random.default_rng(2).random((64, 65, 3)) * 255).astype(np.uint8)).save(folder / "b.jpg")
+    run_py(["launch.py", cfg, f"--workdir={w}", "--mode=predict", f"--input={folder}", f"--output={tmp_path / 'rjx'}"])
+    assert sorted(os.listdir(tmp_path / "rjx")) == ["b.rjx", "sub"]
+    run_py(["launch.py", cfg, f"--workdir={w}", "--mode=predict", f"--input={tmp_path / 'rjx'}",
+            f"--output={tmp_path / 'png'}"])  # fmt: skip
+    assert np.asarray(Image.open(tmp_path / "png/sub/a.png")).shape == (33, 20, 3)
+    assert np.asarray(Image.open(tmp_path / "png/b.png")).shape == (64, 65, 3)
     blob = open(tmp_path / "p.rjx", "rb").read()
     (tmp_path / "cut.rjx").write_bytes(blob[: len(blob) // 2])
     p = run_py(["launch.py", cfg, f"--workdir={w}", "--mode=predict", f"--input={tmp_path / 'cut.rjx'}",
