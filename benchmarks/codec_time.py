@@ -7,8 +7,8 @@
 Encode = analysis (+ hyper-analysis/synthesis) and range coding to bytes;
 decode = range decoding and synthesis back to 8 bits. Each is run `--repeat`
 times after one warm-up call (which compiles for that size); the median is
-printed, with the split of encode into the network part and the entropy
-coding part, and the JPEG (Pillow) time at the same bpp for reference.
+printed, with the analysis networks' share of encode, and the JPEG (Pillow)
+time at the same bpp for reference.
 """
 
 import argparse
@@ -70,7 +70,7 @@ def main():
         f"devices {jax.devices()}  cpu cores {os.cpu_count()}"
     )
     print(f"image {name} {w}x{h}: {len(blob)} bytes = {bpp:.3f} bpp, PSNR {ce.psnr_u8(recon, ce.to_u8(img)):.2f} dB")
-    print(f"encode {t_enc:.3f} s (networks {t_net:.3f} s, range coding {t_enc - t_net:.3f} s)  decode {t_dec:.3f} s")
+    print(f"encode {t_enc:.3f} s (of which the analysis networks {t_net:.3f} s)  decode {t_dec:.3f} s")
     print(f"JPEG q{q} (same bpp) encode+decode {t_jpeg:.3f} s")
 
 
