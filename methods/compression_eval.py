@@ -72,23 +72,31 @@ def ms_ssim_u8(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(metrics.ms_ssim(f(a), f(b))[0])
 
 
+def codec_functions(model: Compressor) -> dict:
+    """The jitted pieces of the codec (params are an argument, so one set serves every checkpoint)."""
+
+    def jitted(method, static=()):
+        return jax.jit(lambda p, *a: model.apply({"params": p}, *a, method=method), static_argnums=static)
+
+    return {
+        "symbols": jitted(Compressor.symbols),
+        "decode": jitted(Compressor.decode_symbols),
+        "likelihoods": jitted(Compressor.quantized_likelihoods),
+        "tables": jitted(Compressor.pmf_tables, static=(2, 3)),
+        "scales": jitted(Compressor.scales) if model.prior == "hyperprior" else None,
+    }
+
+
 class Codec:
     """Image ↔ bitstream for one trained model (its parameters fixed)."""
 
-    def __init__(self, model: Compressor, params):
+    def __init__(self, model: Compressor, params, functions: dict | None = None):
         self.model, self.params = model, params
         self.prior = model.prior
         self.id = codec.model_id(params, model.prior)
-
-        def jitted(method, static=()):
-            return jax.jit(lambda p, *a: model.apply({"params": p}, *a, method=method), static_argnums=static)
-
-        self._symbols = jitted(Compressor.symbols)
-        self._decode = jitted(Compressor.decode_symbols)
-        self._lik = jitted(Compressor.quantized_likelihoods)
-        self._tables = jitted(Compressor.pmf_tables, static=(2, 3))
-        if self.prior == "hyperprior":
-            self._scales = jitted(Compressor.scales)
+        fns = functions or codec_functions(model)  # pass them in to reuse the compiled code across params
+        self._symbols, self._decode, self._lik = fns["symbols"], fns["decode"], fns["likelihoods"]
+        self._tables, self._scales = fns["tables"], fns["scales"]
         self._coded = "z" if self.prior == "hyperprior" else "y"  # the latent under the factorized prior
         lo, hi = model.apply({"params": params}, self._coded, method=Compressor.quantile_support)
         self._support = (
@@ -255,9 +263,12 @@ class Evaluator:
     def __init__(self, config, nets):
         self.config = config
         self.nets = nets
+        self._functions = None
 
     def codec(self, state) -> Codec:
-        return Codec(self.nets.model, state.params)
+        if self._functions is None:
+            self._functions = codec_functions(self.nets.model)
+        return Codec(self.nets.model, state.params, self._functions)
 
     def train_samples(self, state, frozen, batch) -> np.ndarray:
         del frozen
