@@ -217,12 +217,18 @@ def sic_curve(fed, img_u8: np.ndarray, cycles: int, schedule=None) -> list[float
     return out, cur
 
 
+def jpeg_roundtrip(u8: np.ndarray, quality: int) -> tuple[np.ndarray, float]:
+    """(Pillow JPEG round trip of an 8-bit image, its bpp)."""
+    out, size = degrade.jpeg_with_size(u8.astype(np.float32) / 255.0, quality)
+    return to_u8(out), size * 8.0 / (u8.shape[0] * u8.shape[1])
+
+
 def jpeg_fn(quality: int):
-    return lambda u8: to_u8(degrade.jpeg(u8.astype(np.float32) / 255.0, quality))
+    return lambda u8: jpeg_roundtrip(u8, quality)[0]
 
 
 def jpeg_bpp(u8: np.ndarray, quality: int) -> float:
-    return degrade.jpeg_with_size(u8.astype(np.float32) / 255.0, quality)[1] * 8.0 / (u8.shape[0] * u8.shape[1])
+    return jpeg_roundtrip(u8, quality)[1]
 
 
 def matched_quality(u8: np.ndarray, bpp: float, qualities=range(1, 96)) -> int:
@@ -324,13 +330,13 @@ class Evaluator:
         # ---- JPEG RD points
         jpeg_rd = []
         for q in ec.jpeg_qualities:
-            rows = [(jpeg_bpp(u8, q), jpeg_fn(q)(u8), u8) for _, u8 in images]
+            rows = [(*jpeg_roundtrip(u8, q), u8) for _, u8 in images]  # (decoded, bpp, original)
             jpeg_rd.append(
                 {
                     "quality": int(q),
-                    "bpp": _mean(r[0] for r in rows),
-                    "psnr": _mean(psnr_u8(r[1], r[2]) for r in rows),
-                    "ms_ssim": _mean(ms_ssim_u8(r[1], r[2]) for r in rows),
+                    "bpp": _mean(r[1] for r in rows),
+                    "psnr": _mean(psnr_u8(r[0], r[2]) for r in rows),
+                    "ms_ssim": _mean(ms_ssim_u8(r[0], r[2]) for r in rows),
                 }
             )
 
