@@ -18,7 +18,6 @@ evaluated on the same images only.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import warnings
@@ -29,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import linalg
 
+from common import weights
 from common.errors import UserError
 
 NUM_LAYERS = 94
@@ -238,17 +238,13 @@ def load(path: str) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m common.fid", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("convert", help="convert Keras InceptionV3 notop .h5 weights to the project's .npz")
-    c.add_argument("src")
-    c.add_argument("dst")
-    a = p.parse_args(argv)
-    try:
-        convert(a.src, a.dst)
-    except WeightsError as e:
-        raise SystemExit(f"error: {e}") from None
-    print(f"wrote {a.dst}")
+    weights.convert_cli(
+        argv,
+        prog="python -m common.fid",
+        description=__doc__.split("\n\n")[0],
+        what="Keras InceptionV3 notop .h5",
+        convert=convert,
+    )
 
 
 if __name__ == "__main__":

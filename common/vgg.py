@@ -21,7 +21,6 @@ loudly once; results made that way must be labelled as such.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import warnings
@@ -31,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from common import weights
 from common.errors import UserError
 
 # (block, convs per block, channels)
@@ -267,17 +267,13 @@ def load_or_init(
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m common.vgg", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("convert", help="convert .npy / .h5 / .pth VGG-19 weights to the project's .npz")
-    c.add_argument("src")
-    c.add_argument("dst")
-    a = p.parse_args(argv)
-    try:
-        convert(a.src, a.dst)
-    except WeightsError as e:
-        raise SystemExit(f"error: {e}") from None
-    print(f"wrote {a.dst}")
+    weights.convert_cli(
+        argv,
+        prog="python -m common.vgg",
+        description=__doc__.split("\n\n")[0],
+        what=".npy / .h5 / .pth VGG-19",
+        convert=convert,
+    )
 
 
 if __name__ == "__main__":
