@@ -101,3 +101,9 @@ class LPIPS:
 def get(net: str = "alex") -> LPIPS:
     """One LPIPS instance per network and process."""
     return LPIPS(net)
+
+
+def score(a: np.ndarray, b: np.ndarray, net: str = "alex") -> float:
+    """LPIPS of two (H, W, 3) images, float in [0, 1] or uint8."""
+    f = lambda x: np.asarray(x, np.float32) / 255.0 if np.asarray(x).dtype == np.uint8 else x  # noqa: E731
+    return float(get(net)(f(a), f(b)))

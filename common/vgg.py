@@ -68,13 +68,9 @@ def layer_names(arch: str) -> tuple[str, ...]:
 
 def feature_layer(arch: str, name: str) -> str:
     """The layer of `arch` that plays the role of VGG-19's `name` (see `VGG16_EQUIVALENT`)."""
-    if name not in LAYERS and name not in layer_names(arch):
+    if name not in LAYERS:  # every VGG-16 layer name is also a VGG-19 one
         raise ConfigError(f"unknown VGG layer {name!r}; expected one of {', '.join(LAYERS)}")
-    if name in layer_names(arch):
-        return name
-    if arch == "vgg16" and name in VGG16_EQUIVALENT:
-        return VGG16_EQUIVALENT[name]
-    raise ConfigError(f"VGG layer {name!r} has no VGG-16 counterpart; use a block's last conv or backbone=vgg19")
+    return name if name in layer_names(arch) else VGG16_EQUIVALENT[name]
 
 
 def normalize(x, preprocess: str):
@@ -136,6 +132,11 @@ class Backbone:
     weights: str  # where the weights came from (a path, or 'random (seeded)')
     width: float = 1.0
 
+    @classmethod
+    def spec(cls, arch: str = "vgg19", preprocess: str = "caffe", width: float = 1.0) -> Backbone:
+        """A backbone without weights: enough to build module definitions (e.g. stage 1, tests)."""
+        return cls(arch, None, preprocess, False, "none", width)
+
     def layer(self, name: str) -> str:
         """`name` (a VGG-19 layer) resolved for this architecture."""
         return feature_layer(self.arch, name)
@@ -164,6 +165,8 @@ def load_backbone(
     if choice == "auto":
         choice = "vgg19" if vgg19_weights else "vgg16"
     if choice == "random":
+        if vgg19_weights:
+            raise ConfigError(f"config backbone=random ignores vgg19_weights={vgg19_weights!r}; drop one of the two")
         return Backbone("vgg19", random_variables(width, seed, random_init), "caffe", False, "random (seeded)", width)
     if width != 1.0:
         raise ConfigError(

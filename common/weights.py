@@ -71,8 +71,9 @@ def load_pickled_arrays(path: str, *, npy: bool = False) -> dict[str, np.ndarray
     try:
         with open(path, "rb") as f:
             if npy:
-                version = np.lib.format.read_magic(f)
-                _, _, dtype = np.lib.format._read_array_header(f, version)
+                fmt = np.lib.format
+                major, _ = fmt.read_magic(f)
+                _, _, dtype = (fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0)(f)
                 if dtype != np.dtype(object):
                     raise WeightsError(f"{path}: a .npy of {dtype}, expected a pickled dict of layers")
             raw = f.read()

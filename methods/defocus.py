@@ -3,11 +3,15 @@
 Four networks, trained together; only B is used at test time:
 
     I_S (synthetic) ─┐
-    I_R (real)      ─┼─► B: VGG-19 encoder → U-Net decoder (aux head per level)
+    I_R (real)      ─┼─► B: VGG encoder → U-Net decoder (aux head per level)
     I_B (masked)    ─┘        → domain feature (first full-res 64-ch) → 7 res blocks → σ-map
                                    │                                     │
                        D(feature) ◄┘ synthetic=1 / real=0        S(map) ◄┘ 1x1 convs → blur logit
-                                                          C = frozen VGG-19 conv4_4 of (map, y)
+                                                          C = frozen VGG conv4_4 of (map, y)
+
+The VGG is `common.vgg`'s backbone: ImageNet VGG-16 by default (its block ends
+conv3_3 / conv4_3 / conv5_3 stand in for VGG-19's conv3_4 / conv4_4 / conv5_4),
+or the authors' VGG-19 with `vgg19_weights`.
 
 Losses (one function per equation, weights applied in the step):
     L_B   = mean (B(I_S) − y)² + λ_aux Σ_ℓ mean (B_ℓ(I_S) − y_ℓ)²     Eqs. 2-3
@@ -22,6 +26,7 @@ One D step, then one main step per batch; B's forward pass is shared by both
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax
@@ -51,19 +56,23 @@ def _w(c: int, width: float) -> int:
 
 
 class BlurNet(nn.Module):
-    """B: returns (σ-map (N,H,W,1), [aux maps level 5..1], domain feature (N,H,W,64·w))."""
+    """B: returns (σ-map (N,H,W,1), [aux maps level 5..1], domain feature (N,H,W,64·w)).
 
+    The encoder is the VGG `backbone` (trainable); `width` scales the decoder.
+    """
+
+    backbone: vgg.Backbone
     width: float = 1.0
     n_res: int = 7
-    preprocess: str = "caffe"
 
     @nn.compact
     def __call__(self, x, train: bool):
-        feats = vgg.VGG19(upto="conv5_4", width=self.width, preprocess=self.preprocess, name="encoder")(x)
-        h, aux = feats["conv5_4"], []
+        bb = self.backbone
+        feats = bb.module("conv5_4", name="encoder")(x)
+        h, aux = feats[bb.layer("conv5_4")], []
         for level, ch in DECODER:
             if level in SKIPS:
-                h = jnp.concatenate([layers.upsample_nearest(h), feats[SKIPS[level]]], axis=-1)
+                h = jnp.concatenate([layers.upsample_nearest(h), feats[bb.layer(SKIPS[level])]], axis=-1)
             for i in range(3):
                 h = layers.ConvBNAct(_w(ch, self.width), name=f"dec{level}_{i}")(h, train)
             aux.append(nn.sigmoid(nn.Conv(1, (3, 3), name=f"aux{level}")(h)))
@@ -166,12 +175,14 @@ class State:
 class Nets:
     """Module definitions and optimizers (static: never pytree leaves)."""
 
-    def __init__(self, config, preprocess: str):
+    def __init__(self, config, backbone: vgg.Backbone):
         m = config.model
-        self.b = BlurNet(width=m.width, n_res=m.n_res, preprocess=preprocess)
+        spec = dataclasses.replace(backbone, variables=None)  # module fields must stay small and hashable
+        self.b = BlurNet(backbone=spec, width=m.width, n_res=m.n_res)
         self.d = DomainNet(width=m.width)
         self.s = SharpNet()
-        self.c = vgg.VGG19(upto="conv4_4", width=m.width, preprocess=preprocess)
+        self.c = backbone.module("conv4_4")
+        self.c_layer = backbone.layer("conv4_4")
         sched = optax.exponential_decay(config.optim.lr, config.optim.decay_steps, config.optim.decay, staircase=True)
         self.tx = optax.adam(sched, b1=config.optim.b1)
 
@@ -181,7 +192,7 @@ def init_state(key, nets: Nets, config, encoder_params=None) -> State:
     n = config.data.crop
     vb = nets.b.init(kb, jnp.zeros((1, n, n, 3)), train=False)
     b_params = vb["params"]
-    if encoder_params is not None:  # trainable encoder initialised from VGG-19 weights
+    if encoder_params is not None:  # trainable encoder initialised from ImageNet VGG weights
         b_params = {**b_params, "encoder": encoder_params}
     feat_ch = _w(64, config.model.width)
     d_params = nets.d.init(kd, jnp.zeros((1, n, n, feat_ch)))["params"]
@@ -256,8 +267,8 @@ def train_step(state: State, batch: dict, key, frozen, *, nets: Nets, config):
             total += lam.sharp * terms["sharp"]
         if m.use_content:
             c = {"params": frozen["vgg"]["params"]}
-            phi_p = nets.c.apply(c, _rgb(out[:n]))["conv4_4"]
-            phi_y = jax.lax.stop_gradient(nets.c.apply(c, _rgb(y))["conv4_4"])
+            phi_p = nets.c.apply(c, _rgb(out[:n]))[nets.c_layer]
+            phi_y = jax.lax.stop_gradient(nets.c.apply(c, _rgb(y))[nets.c_layer])
             terms["content"] = jnp.mean(content_loss(phi_p, phi_y))
             total += lam.content * terms["content"]
         return total, terms
@@ -348,12 +359,11 @@ def build(config) -> trainer.Task:
     from methods import defocus_eval
 
     _check_config(config)
-    vgg_vars, preprocess, pretrained = vgg.load_or_init(
-        config.vgg19_weights or None, width=config.model.width, seed=config.seed
-    )
-    nets = Nets(config, preprocess)
-    encoder = vgg_vars["params"] if pretrained else None
-    frozen = {"vgg": vgg_vars}
+    backbone = vgg.load_backbone(config.backbone, config.vgg19_weights, width=config.model.vgg_width, seed=config.seed)
+    nets = Nets(config, backbone)
+    init_encoder = backbone.pretrained and config.model.init_encoder
+    encoder = backbone.variables["params"] if init_encoder else None
+    frozen = {"vgg": backbone.variables}
 
     def train_data(seed):
         fn = example_fn(config, config.data.train)
@@ -378,8 +388,8 @@ def build(config) -> trainer.Task:
         predict=ev.predict,
         metadata={
             "method": "defocus",
-            "vgg19_pretrained": pretrained,
-            "vgg19_weights": config.vgg19_weights or "random",
+            **backbone.metadata(),
+            "encoder_init": "imagenet" if init_encoder else "random",
         },
         images_per_step=streams * config.batch_size,
     )

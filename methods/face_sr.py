@@ -120,24 +120,25 @@ class State:
 
 
 class Nets:
-    def __init__(self, config, preprocess="caffe"):
+    def __init__(self, config, backbone: vgg.Backbone | None = None):
         m = config.model
         self.config = config
         self.g = Generator(width=m.width, n_down=m.n_down, n_bottleneck=m.n_bottleneck, global_skip=m.global_skip)
         self.d = Discriminator(width=m.d_width, n_down=m.d_down)
-        self.layers = tuple(config.loss.vgg_layers.split(","))
-        for name in self.layers:
-            vgg.layers_upto(name)
-        self.vgg = vgg.VGG19(
-            upto=vgg.LAYERS[max(vgg.LAYERS.index(n) for n in self.layers)], width=m.vgg_width, preprocess=preprocess
-        )
+        backbone = backbone or vgg.Backbone.spec(width=m.vgg_width)
+        # f_i named by their VGG-19 layers (the seed's); resolved for the backbone (VGG-16: conv3_3, conv4_3)
+        self.layers = tuple(backbone.layer(n) for n in config.loss.vgg_layers.split(","))
+        order = vgg.layer_names(backbone.arch)
+        self.vgg = backbone.module(max(self.layers, key=order.index))
+        # Caffe-normalised VGG-19 features are ~58x torch-normalised ones; 1/255 keeps them near the pixel L1
+        self.feature_scale = config.loss.feature_scale or (1 / 255 if backbone.preprocess == "caffe" else 1.0)
         o = config.optim
         sched = optax.exponential_decay(o.lr, o.decay_steps, o.decay, staircase=True)
         self.tx = optax.adam(sched, b1=o.b1, b2=o.b2)
 
     def features(self, frozen, x):
         f = self.vgg.apply(frozen["vgg"], x)
-        return {n: f[n] * self.config.loss.feature_scale for n in self.layers}
+        return {n: f[n] * self.feature_scale for n in self.layers}
 
     def upscale(self, state: State, lr):
         return self.g.apply({"params": state.g}, lr)
@@ -259,10 +260,10 @@ def build(config) -> trainer.Task:
     from methods import face_sr_eval
 
     _check_config(config)
-    vgg_vars, preprocess, pretrained = vgg.load_or_init(
-        config.vgg19_weights or None, width=config.model.vgg_width, seed=config.seed, random_init="he"
+    backbone = vgg.load_backbone(
+        config.backbone, config.vgg19_weights, width=config.model.vgg_width, seed=config.seed, random_init="he"
     )
-    nets = Nets(config, preprocess)
+    nets = Nets(config, backbone)
 
     def train_data(seed):
         min_size = 0 if config.data.face_size else config.data.input_size
@@ -279,14 +280,15 @@ def build(config) -> trainer.Task:
         init=lambda key: init_state(key, nets, config),
         train_step=step,
         train_data=train_data,
-        frozen={"vgg": vgg_vars},
+        frozen={"vgg": backbone.variables},
         samples=ev.train_samples,
         evaluate=ev.evaluate,
         predict=ev.predict,
         metadata={
             "method": "face_sr",
-            "vgg19_pretrained": pretrained,
-            "vgg19_weights": config.vgg19_weights or "random",
+            **backbone.metadata(),
+            "vgg_layers": ",".join(nets.layers),
+            "vgg_feature_scale": nets.feature_scale,
         },
         images_per_step=config.batch_size,
     )

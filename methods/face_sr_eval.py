@@ -5,7 +5,8 @@ present): LR = MATLAB-bicubic ↓4 (1024 → 256, rounded to 8 bits), then G
 and bicubic x4 back to 1024, compared with the true face: RGB PSNR, SSIM and
 ``sharpness`` = var(Laplacian(Y_out)) / var(Laplacian(Y_true)), a
 no-reference-free sharpness proxy (1 = as much fine detail as the truth; bicubic
-is well below 1, over-sharpening or noise goes above). The first
+is well below 1, over-sharpening or noise goes above), and LPIPS (v0.1,
+AlexNet; lower is better). The first
 ``eval.train_count`` faces are the ones the model was trained on (as 256
 inputs: the seed's Table 1); the rest are unseen (Table 2). FID is
 computed only with user-supplied Inception-v3 weights
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from common import data, fid, imageio, metrics, resize
+from common import data, fid, imageio, lpips, metrics, resize
 
 FALLBACK_EVAL = "builtin:astronaut+grace_hopper"
 
@@ -39,6 +40,7 @@ def scores(out, ref) -> dict:
         "psnr": float(metrics.psnr(a, b)[0]),
         "ssim": float(metrics.ssim(a, b)[0]),
         "sharpness": sharpness(out, ref),
+        "lpips": lpips.score(out, ref),
     }
 
 
@@ -92,7 +94,7 @@ class Evaluator:
                 c = min(256, hr.shape[0])
                 y0 = (hr.shape[0] - c) // 2
                 rows.append([x[y0 : y0 + c, y0 : y0 + c] for x in (bic, sr, hr)])
-        results = {"faces": spec, "hr_size": ev.hr_size}
+        results = {"faces": spec, "hr_size": ev.hr_size, "lpips_net": "alex"}
         if fid_net is None:
             results["fid"] = "not computed (set eval.inception_weights; see common/fid.py)"
         for name, recs in groups.items():
@@ -101,7 +103,7 @@ class Evaluator:
             results[name] = {
                 "num_images": len(recs),
                 **{
-                    k: {m: float(np.mean([r[k][m] for r in recs])) for m in ("psnr", "ssim", "sharpness")}
+                    k: {m: float(np.mean([r[k][m] for r in recs])) for m in ("psnr", "ssim", "sharpness", "lpips")}
                     for k in ("bicubic", "model")
                 },
                 "images": recs,

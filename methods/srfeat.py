@@ -107,13 +107,17 @@ class State:
 class Nets:
     """Module definitions and the stage's optimizer (static: never pytree leaves)."""
 
-    def __init__(self, config, preprocess: str = "caffe"):
+    def __init__(self, config, backbone: vgg.Backbone | None = None):
         m = config.model
         self.config = config
         self.scale = m.scale
         self.g = Generator(channels=m.channels, blocks=m.blocks, scale=m.scale, long_skip=m.long_skip)
         self.d = gan.ConvDiscriminator(width=config.disc.width)
-        self.vgg = vgg.VGG19(upto="conv5_4", width=config.loss.vgg_width, preprocess=preprocess)
+        backbone = backbone or vgg.Backbone.spec(width=config.loss.vgg_width)
+        self.vgg = backbone.module("conv5_4")
+        self.phi_layer = backbone.layer("conv5_4")
+        # the authors' 1/12.75 is for Caffe-normalised VGG-19; torch-normalised VGG-16 conv5_3 has rms ≈ 1 on photos
+        self.feature_scale = config.loss.feature_scale or (1 / 12.75 if backbone.preprocess == "caffe" else 1.0)
         self.gan_stage = config.stage == "gan"
         self.discs = tuple(n for n in ("image", "feature") if self.gan_stage and config.disc[n])
         o = config.gan if self.gan_stage else config.pretrain
@@ -125,8 +129,8 @@ class Nets:
         return side, side, vgg.width_of("conv5_4", self.config.loss.vgg_width)
 
     def features(self, frozen, x):
-        """φ(x): VGG-19 conv5_4 (after ReLU) times loss.feature_scale."""
-        return self.vgg.apply(frozen["vgg"], x)["conv5_4"] * self.config.loss.feature_scale
+        """φ(x): VGG-19 conv5_4 (VGG-16 conv5_3) after ReLU, times the feature scale."""
+        return self.vgg.apply(frozen["vgg"], x)[self.phi_layer] * self.feature_scale
 
     def upscale(self, state: State, lr):
         """Test-time generator (BatchNorm running statistics)."""
@@ -338,14 +342,13 @@ def build(config) -> trainer.Task:
     stage_cfg = config.gan if config.stage == "gan" else config.pretrain
     if config.total_steps <= 0:
         config.total_steps = int(stage_cfg.steps)
-    frozen, pretrained = {}, None
-    preprocess = "caffe"
+    frozen, backbone = {}, None
     if config.stage == "gan":
-        vgg_vars, preprocess, pretrained = vgg.load_or_init(
-            config.vgg19_weights or None, width=config.loss.vgg_width, seed=config.seed, random_init="he"
+        backbone = vgg.load_backbone(
+            config.backbone, config.vgg19_weights, width=config.loss.vgg_width, seed=config.seed, random_init="he"
         )
-        frozen = {"vgg": vgg_vars}
-    nets = Nets(config, preprocess)
+        frozen = {"vgg": backbone.variables}
+    nets = Nets(config, backbone)
 
     g_init, init_step = None, None
     if config.stage == "gan" and config.init_from != "scratch":
@@ -383,8 +386,8 @@ def build(config) -> trainer.Task:
             "scale": config.model.scale,
             "init_from": json.dumps([config.init_from, init_step]) if config.init_from else "",
             "discriminators": ",".join(nets.discs),
-            "vgg19_pretrained": pretrained,
-            "vgg19_weights": (config.vgg19_weights or "random") if config.stage == "gan" else "unused",
+            **(backbone.metadata() if backbone else {"vgg_arch": "unused (stage 1)"}),
+            "vgg_feature_scale": nets.feature_scale,
         },
         images_per_step=config.batch_size,
     )

@@ -4,7 +4,9 @@
 cropped to a multiple of the scale, LR = MATLAB-bicubic down-sampling rounded
 to 8 bits, and SR (rounded to 8 bits) is compared with HR on the luma Y
 (BT.601) after shaving `scale` pixels on every side. PSNR and SSIM are given
-per image and as the set mean, for bicubic up-sampling and for the model.
+per image and as the set mean, for bicubic up-sampling and for the model,
+with LPIPS (v0.1, AlexNet; lower is better) on the RGB images with the same
+border shaved.
 ``eval/samples.png`` rows: bicubic | SRFeat | HR (centre crops).
 """
 
@@ -16,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import data, imageio, metrics, resize
+from common import data, imageio, lpips, metrics, resize
 
 FALLBACK_EVAL = "builtin:grace_hopper"
 
@@ -30,10 +32,15 @@ def eval_spec(config) -> str:
 
 
 def y_scores(sr: np.ndarray, hr: np.ndarray, border: int) -> dict:
-    """Y-channel PSNR and SSIM of one (H, W, 3) pair with `border` pixels shaved."""
+    """Y-channel PSNR and SSIM, and RGB LPIPS, of one (H, W, 3) pair with `border` pixels shaved."""
     a = metrics.shave(metrics.rgb_to_y(jnp.asarray(sr)[None]), border)
     b = metrics.shave(metrics.rgb_to_y(jnp.asarray(hr)[None]), border)
-    return {"psnr": float(metrics.psnr(a, b)[0]), "ssim": float(metrics.ssim(a, b)[0])}
+    crop = (slice(border, -border or None),) * 2
+    return {
+        "psnr": float(metrics.psnr(a, b)[0]),
+        "ssim": float(metrics.ssim(a, b)[0]),
+        "lpips": lpips.score(sr[crop], hr[crop]),
+    }
 
 
 def _crop_centre(img, size):
@@ -65,7 +72,7 @@ class Evaluator:
     def evaluate(self, state, frozen, outdir: str) -> dict:
         del frozen
         s = self.scale
-        results = {"scale": s, "border": s, "channel": "Y (BT.601)", "sets": {}}
+        results = {"scale": s, "border": s, "channel": "Y (BT.601)", "lpips_net": "alex", "sets": {}}
         rows = []
         for name, source in data.image_sets(eval_spec(self.config)):
             per = []
@@ -85,7 +92,8 @@ class Evaluator:
                 if len(rows) < self.config.eval.num_samples:
                     rows.append([_crop_centre(x, 192) for x in (bic, sr, hr)])
             summary = {
-                k: {m: float(np.mean([p[k][m] for p in per])) for m in ("psnr", "ssim")} for k in ("bicubic", "model")
+                k: {m: float(np.mean([p[k][m] for p in per])) for m in ("psnr", "ssim", "lpips")}
+                for k in ("bicubic", "model")
             }
             results["sets"][name] = {
                 "num_images": len(per),

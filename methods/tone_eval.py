@@ -5,8 +5,8 @@ No retouched ground truth exists, so evaluation degrades held-out real photos
 known random tone curve (`common.degrade.random_tone_curve`: dark / low
 contrast / desaturated, seeded per image) and measures, against the original:
 
-* PSNR, SSIM and mean ΔE (CIE76 in CIELAB) for the input x, the fixed
-  algorithm A(x) and the model G(x); also PSNR(G(x), A(x));
+* PSNR, SSIM, LPIPS (v0.1, AlexNet) and mean ΔE (CIE76 in CIELAB) for the
+  input x, the fixed algorithm A(x) and the model G(x); also PSNR(G(x), A(x));
 * ``inverse_mse``: MSE(C(G(x)), x), inverse consistency, with the run's own C
   or, with ``eval.inverse_from=WORKDIR``, with the C of another run, so that
   ablations can be compared with one fixed C;
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from common import data, degrade, imageio, metrics, resize
+from common import data, degrade, imageio, lpips, metrics, resize
 
 FALLBACK_EVAL = "builtin:grace_hopper"
 
@@ -58,6 +58,7 @@ def _scores(img, ref) -> dict:
         "ssim": float(metrics.ssim(a, b)[0]),
         "delta_e": delta_e(img, ref),
         "halo": halo(img, ref),
+        "lpips": lpips.score(img, ref),
     }
 
 
@@ -120,6 +121,7 @@ class Evaluator:
             "algorithm": self.config.data.algorithm,
             "max_side": ev.max_side,
             "inverse_from": ev.inverse_from or "this run",
+            "lpips_net": "alex",
             "sets": {},
         }
         rows = []
@@ -149,7 +151,7 @@ class Evaluator:
                 if len(rows) < ev.num_samples:
                     rows.append([orig, x, a, g])
             summary = {
-                k: {m: float(np.mean([p[k][m] for p in per])) for m in ("psnr", "ssim", "delta_e", "halo")}
+                k: {m: float(np.mean([p[k][m] for p in per])) for m in ("psnr", "ssim", "delta_e", "halo", "lpips")}
                 for k in ("input", "algorithm", "model")
             }
             results["sets"][name] = {

@@ -129,10 +129,21 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     p = run_py(["launch.py", CFG, f"--workdir={tmp_path}", "--config.model.widht=2"], check=False)
     assert p.returncode != 0 and "widht" in p.stderr
     p = run_py(
-        ["launch.py", CFG, f"--workdir={tmp_path}", "--config.vgg19_weights=/nope/vgg.npz", "--config.model.width=1.0"],
+        [
+            "launch.py",
+            CFG,
+            f"--workdir={tmp_path}",
+            "--config.backbone=vgg19",
+            "--config.vgg19_weights=/nope/vgg.npz",
+            "--config.model.vgg_width=1.0",
+        ],
         check=False,
     )
-    assert p.returncode != 0 and "/nope/vgg.npz" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode != 0 and "/nope/vgg.npz: VGG-19 weights file not found" in p.stderr
+    assert "Traceback" not in p.stderr
+    # pretrained weights exist only at full width: the error names the backbone, the width and the way out
+    p = run_py(["launch.py", CFG, f"--workdir={tmp_path}", "--config.backbone=vgg16"], check=False)
+    assert p.returncode != 0 and "backbone vgg16" in p.stderr and "0.0625" in p.stderr and "Traceback" not in p.stderr
     p = run_py(
         [
             "launch.py",

@@ -148,7 +148,7 @@ def test_convert_npy_dict_format(tmp_path):
     import jax.numpy as jnp
 
     x = np.random.default_rng(1).uniform(size=(1, 16, 16, 3)).astype(np.float32)
-    feats = vgg.VGG19(upto="conv1_1").apply(variables, jnp.asarray(x))
+    feats = vgg.VGG(upto="conv1_1").apply(variables, jnp.asarray(x))
     xb = (x * 255.0 - np.array([123.68, 116.779, 103.939], np.float32))[..., ::-1]
     import jax
 

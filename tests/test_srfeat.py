@@ -180,7 +180,7 @@ def test_two_stages_eval_predict_and_errors_through_the_cli(tmp_path):
     lines = [json.loads(x) for x in open(os.path.join(g, "metrics.jsonl"))]
     assert "loss/adv_feature" in lines[-1] and "loss/d_image" in lines[-1]
     meta = json.load(open(os.path.join(g, "run_metadata.json")))
-    assert meta["stage"] == "gan" and meta["vgg19_pretrained"] is False
+    assert meta["stage"] == "gan" and meta["vgg_pretrained"] is False and meta["vgg_arch"] == "vgg19"
 
     # predict: x4 of a 20x13 image at any size
     from common import imageio
