@@ -283,7 +283,11 @@ def test_train_eval_variable_rate_and_predict_round_trip(tmp_path):
     assert rd["bit_exact_images"] == rd["num_images"] == 1
     assert rd["bpp"] > 0 and rd["estimated_bpp"] > 0 and rd["psnr"] > 0
     assert [p["quality"] for p in ev["jpeg_rd"]] == [10, 50]
+    assert 0 < rd["lpips"] < 1 and rd["images"][0]["lpips"] == rd["lpips"]
+    assert ev["jpeg_rd"][0]["lpips"] > ev["jpeg_rd"][1]["lpips"]  # q10 looks worse than q50
     sic = ev["sic"]
+    for k in ("model", "jpeg"):
+        assert 0 <= sic[k]["lpips_first"] <= sic[k]["lpips_final"] + 0.05, k
     for k in ("model", "jpeg", "shifted", "model_variable", "jpeg_variable"):
         assert len(sic[k]["psnr"]) == 3, k
     assert len(sic["shifted"]["final_psnr_per_shift"]) == 2

@@ -101,7 +101,8 @@ def test_train_eval_predict_through_the_cli(tmp_path):
         assert os.path.exists(os.path.join(w, rel)), rel
     ev = json.load(open(os.path.join(w, "eval/metrics.json")))
     assert "train_inputs" not in ev and ev["held_out"]["num_images"] == 1
-    assert set(ev["held_out"]["model"]) == {"psnr", "ssim", "sharpness"}
+    assert set(ev["held_out"]["model"]) == {"psnr", "ssim", "sharpness", "lpips"}
+    assert 0 <= ev["held_out"]["model"]["lpips"] < 1 and ev["lpips_net"] == "alex"
     src, out = str(tmp_path / "face.png"), str(tmp_path / "big.png")
     imageio.save_png(src, np.random.default_rng(0).random((24, 20, 3)))
     run_py(["launch.py", cfg, f"--workdir={w}", "--mode=predict", f"--input={src}", f"--output={out}"])

@@ -138,3 +138,37 @@ def test_packaged_file_with_wrong_names_or_shapes_is_a_clear_error(tmp_path):
     (tmp_path / "shape.ckpt").write_bytes(pickle.dumps(tree))
     with pytest.raises(WeightsError, match=r"shape.ckpt: 'NetLinLayer_4/Conv_0/kernel' has shape"):
         packaged.read(str(tmp_path / "shape.ckpt"), "alexnet")
+
+
+@pytest.mark.parametrize(
+    "method,width_key,layers",
+    [
+        ("srfeat", "loss.vgg_width", None),
+        ("defocus", "model.vgg_width", None),
+        ("face_sr", "model.vgg_width", "conv1_2,conv2_2,conv3_3,conv4_3"),
+    ],
+)
+def test_each_method_builds_on_the_pretrained_vgg16_and_records_it(method, width_key, layers):
+    import importlib
+
+    config = importlib.import_module(f"configs.{method}").get_config("test,gan" if method == "srfeat" else "test")
+    config.backbone = "auto"
+    group, key = width_key.split(".")
+    config[group][key] = 1.0
+    task = importlib.import_module(f"methods.{method}").build(config)
+    meta = task.metadata
+    assert meta["vgg_arch"] == "vgg16" and meta["vgg_pretrained"] is True and meta["vgg_weights"].endswith("vgg16.ckpt")
+    if layers:
+        assert meta["vgg_layers"] == layers
+    want = vgg.packaged_vgg16()["params"]["conv5_3"]["kernel"]
+    np.testing.assert_array_equal(task.frozen["vgg"]["params"]["conv5_3"]["kernel"], want)
+    if method == "defocus":  # B's trainable encoder starts from ImageNet, unless model.init_encoder=False
+        import jax
+
+        assert meta["encoder_init"] == "imagenet"
+        state = task.init(jax.random.key(0))
+        np.testing.assert_array_equal(state.b["encoder"]["conv5_3"]["kernel"], want)
+        config.model.init_encoder = False
+        task = importlib.import_module("methods.defocus").build(config)
+        assert task.metadata["encoder_init"] == "random"
+        assert not np.array_equal(task.init(jax.random.key(0)).b["encoder"]["conv5_3"]["kernel"], want)

@@ -173,6 +173,7 @@ def test_two_stages_eval_predict_and_errors_through_the_cli(tmp_path):
     s = ev["sets"]["builtin"]
     assert ev["scale"] == 4 and s["num_images"] == 1 and s["bicubic"]["psnr"] > 15
     assert s["psnr_gain_over_bicubic"] == pytest.approx(s["model"]["psnr"] - s["bicubic"]["psnr"])
+    assert 0 < s["bicubic"]["lpips"] < 1 and s["model"]["lpips"] == pytest.approx(s["images"][0]["model"]["lpips"])
 
     # stage 2 from stage 1, with --config.stage=gan as the issue writes it
     p = run_py(["launch.py", cfg, f"--workdir={g}", "--config.stage=gan", f"--config.init_from={m}"])

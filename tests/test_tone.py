@@ -115,7 +115,7 @@ def test_train_eval_and_predict_on_grey_rgba_tiny_and_large_inputs(tmp_path):
         assert os.path.exists(os.path.join(w, rel)), rel
     ev = json.load(open(os.path.join(w, "eval/metrics.json")))["sets"]["builtin"]
     for k in ("input", "algorithm", "model"):
-        assert set(ev[k]) == {"psnr", "ssim", "delta_e", "halo"}
+        assert set(ev[k]) == {"psnr", "ssim", "delta_e", "halo", "lpips"}
     assert ev["inverse_mse"] >= 0 and ev["images"][0]["curve"]
     # inverse consistency measured with a fixed C taken from a run (here the same one: same figure)
     run_py(["launch.py", cfg, f"--workdir={w}", "--mode=eval", f"--config.eval.inverse_from={w}"])
