@@ -307,7 +307,6 @@ def load_pretrained_generator(workdir: str, abstract_g, abstract_stats):
                 f"(model.channels/blocks/scale?); first differences {diff}"
             )
         out.append(jax.tree.map(lambda x, r: np.asarray(x, r.dtype), tree, ref))
-    print(f"stage 2: generator initialised from {workdir} step {step}", flush=True)
     return tuple(out), step
 
 
@@ -357,6 +356,7 @@ def build(config) -> trainer.Task:
         g_init, init_step = load_pretrained_generator(
             os.path.abspath(config.init_from), abstract["params"], abstract["batch_stats"]
         )
+        print(f"stage 2: generator initialised from {config.init_from} step {init_step}", flush=True)
 
     def init(key):
         gi = jax.tree.map(jnp.asarray, g_init) if g_init is not None else None
