@@ -15,9 +15,19 @@ The ranges are the image's own extremes (widened to the tables' quantile
 support), so no escape codes are needed.
 
 Every failure to read a file (not ours, another version, another model,
-truncated, corrupted) is a ``CodecError`` naming the file and what is wrong:
-range decoding garbage never fails by itself, so the CRC is what catches
-corruption.
+truncated, corrupted) is a ``CodecError`` naming the file and what is wrong.
+Range decoding garbage never fails by itself, so the CRC catches accidental
+damage. A CRC is trivial to recompute, so a forged file is bounded before any
+work is done (`check_header`, `check_work`), and after symbol decoding the
+stream must be consumed exactly:
+
+* symbol ranges within ±`SYMBOL_LIMIT` (the coding tables' limit; the
+  encoder refuses latents beyond it);
+* at most `MAX_PIXELS` pixels;
+* at most `FREE_SYMBOLS` + `SYMBOLS_PER_BYTE` · payload bytes latent
+  symbols, so decoding work is bounded by the file's size (real images need
+  far more bits than 1/2048 per symbol);
+* constriction's own failures (including Rust panics) become CodecErrors.
 """
 
 from __future__ import annotations
@@ -38,6 +48,10 @@ VERSION = 1
 PRIORS = ("factorized", "hyperprior")
 _HEADER = struct.Struct("<4sBB8sIIiiiiII")
 HEADER_BYTES = _HEADER.size
+SYMBOL_LIMIT = 4096  # |latent symbol| the codec handles (coding tables span at most 2·4096 + 1 entries)
+MAX_PIXELS = 2**25  # 33.5 MP (8K UHD is 33.2 MP): larger headers are refused before decoding
+FREE_SYMBOLS = 2**16  # latent symbols any payload may announce ...
+SYMBOLS_PER_BYTE = 2**14  # ... plus this many per payload byte
 
 
 class CodecError(UserError):
@@ -91,10 +105,65 @@ def unpack(blob: bytes, name: str = "bitstream") -> tuple[Header, np.ndarray]:
         raise CodecError(f"{name}: {what}: the header announces {nbytes} payload bytes, the file has {len(body)}")
     if zlib.crc32(blob[: HEADER_BYTES - 4] + body) != crc or nbytes % 4:
         raise CodecError(f"{name}: corrupted (CRC-32 of header and payload does not match)")
-    if h == 0 or w == 0 or ylo > yhi or zlo > zhi:
-        raise CodecError(f"{name}: corrupted header (size {h}x{w}, ranges {ylo}..{yhi}, {zlo}..{zhi})")
     header = Header(PRIORS[prior], mid, h, w, (ylo, yhi), (zlo, zhi))
+    check_header(header, name)
     return header, np.frombuffer(body, "<u4").astype(np.uint32)
+
+
+def check_header(header: Header, name: str) -> None:
+    """Size and symbol ranges a real encoder can produce, else a CodecError."""
+    h, w = header.height, header.width
+    if h == 0 or w == 0 or h * w > MAX_PIXELS:
+        raise CodecError(f"{name}: corrupted header (image of {h}x{w}; this decoder takes 1 to {MAX_PIXELS} pixels)")
+    ranges = {"y": header.y_range} | ({"z": header.z_range} if header.prior == "hyperprior" else {})
+    for k, (lo, hi) in ranges.items():
+        if not -SYMBOL_LIMIT <= lo <= hi <= SYMBOL_LIMIT:
+            raise CodecError(f"{name}: corrupted header ({k} symbol range {lo}..{hi}, limit ±{SYMBOL_LIMIT})")
+    if header.prior == "hyperprior" and not header.y_range[0] <= -1 < 1 <= header.y_range[1]:
+        raise CodecError(f"{name}: corrupted header (y symbol range {header.y_range} must contain -1..1)")
+
+
+def check_work(symbols: int, payload_bytes: int, name: str) -> None:
+    """Refuses a header that announces more latent symbols than its payload could carry."""
+    limit = FREE_SYMBOLS + SYMBOLS_PER_BYTE * payload_bytes
+    if symbols > limit:
+        raise CodecError(
+            f"{name}: corrupted header ({symbols} latent symbols announced for {payload_bytes} payload bytes; "
+            f"at most {limit})"
+        )
+
+
+def check_symbols(symbols: np.ndarray, what: str) -> None:
+    """The encoder's side of SYMBOL_LIMIT: a clear error for latents the format cannot carry."""
+    if symbols.size and int(np.abs(symbols).max()) > SYMBOL_LIMIT:
+        raise CodecError(
+            f"{what}: latent symbols reach {int(np.abs(symbols).max())}, beyond the codable ±{SYMBOL_LIMIT}"
+        )
+
+
+def decoding(name: str):
+    """Context: any failure inside the range decoder (Rust panics included) -> CodecError naming the file."""
+    return _Decoding(name)
+
+
+class _Decoding:
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, e, tb):
+        if kind is None or issubclass(kind, (KeyboardInterrupt, SystemExit, CodecError)):
+            return False
+        # constriction raises ValueError/RuntimeError, or pyo3's PanicException (a BaseException) on a panic
+        raise CodecError(f"{self.name}: the payload does not decode ({kind.__name__}: {e})") from e
+
+
+def check_exhausted(dec, name: str) -> None:
+    """After the last symbol the stream must be used up: leftover or missing words mean a forged payload."""
+    if not dec.maybe_exhausted():
+        raise CodecError(f"{name}: corrupted payload (the range-coded stream does not end after the last symbol)")
 
 
 # ----------------------------------------------------------------------------- entropy coding

@@ -139,18 +139,31 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(img, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def save_png(path: str, img: np.ndarray, *, bits: int = 8) -> None:
-    """Writes float [0, 1] (H, W) or (H, W, 3) as an 8- or 16-bit PNG."""
+def write_atomic(path: str, write) -> None:
+    """`write(f)` into PATH.partial, then renamed to PATH: an interrupted write never leaves a partial PATH."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".partial"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_png(path: str, img: np.ndarray, *, bits: int = 8) -> None:
+    """Writes float [0, 1] (H, W) or (H, W, 3) as an 8- or 16-bit PNG (atomically)."""
     img = np.clip(np.asarray(img, np.float32), 0.0, 1.0)
     if bits == 16:
         if img.ndim != 2:
             raise ValueError("16-bit PNGs are written for single-channel maps only")
-        Image.fromarray((img * 65535.0 + 0.5).astype(np.uint16)).save(path)
+        pil = Image.fromarray((img * 65535.0 + 0.5).astype(np.uint16))
     elif bits == 8:
-        Image.fromarray(to_uint8(img)).save(path)
+        pil = Image.fromarray(to_uint8(img))
     else:
         raise ValueError(f"bits must be 8 or 16, got {bits}")
+    write_atomic(path, lambda f: pil.save(f, format="PNG"))
 
 
 def grid(rows: Sequence[Sequence[np.ndarray]], pad: int = 2) -> np.ndarray:

@@ -52,7 +52,7 @@ from methods.compression import Compressor
 
 FALLBACK_EVAL = "builtin:astronaut+coffee+chelsea+rocket"
 EXTENSION = ".rjx"
-TABLE_LIMIT = 4096  # the quantile support taken into the coding tables, at most ±this
+TABLE_LIMIT = codec.SYMBOL_LIMIT  # the quantile support taken into the coding tables, at most ±this
 
 
 def _next_pow2(n: int) -> int:
@@ -153,6 +153,8 @@ class Codec:
         h, w = img.shape[:2]
         syms = self.symbols(img)
         fact = syms[self._coded]
+        for k, v in syms.items():
+            codec.check_symbols(v, f"image {h}x{w}, {k}")
         flo, fhi = self._table_range(fact)
         enc = codec.encoder()
         codec.encode_factorized(enc, _channels_first(fact), self._factorized_tables(flo, fhi), flo)
@@ -175,10 +177,12 @@ class Codec:
             )
         m = self.model.multiple
         hp, wp = header.height + (-header.height) % m, header.width + (-header.width) % m
-        if hp * wp > 2**28:
-            raise codec.CodecError(f"{name}: corrupted header (image of {header.height}x{header.width})")
+        count = hp // 16 * (wp // 16) * self.model.m + (
+            hp // 64 * (wp // 64) * self.model.n if self.prior == "hyperprior" else 0
+        )
+        codec.check_work(count, 4 * words.size, name)
         dec = codec.decoder(words)
-        try:
+        with codec.decoding(name):
             if self.prior == "hyperprior":
                 zlo, zhi = header.z_range
                 zshape = (1, hp // 64, wp // 64, self.model.n)
@@ -193,8 +197,7 @@ class Codec:
                 y = _channels_last(
                     codec.decode_factorized(dec, yshape[1] * yshape[2], self._factorized_tables(ylo, yhi), ylo), yshape
                 )
-        except (ValueError, RuntimeError, OverflowError) as e:
-            raise codec.CodecError(f"{name}: the payload does not decode ({type(e).__name__}: {e})") from e
+        codec.check_exhausted(dec, name)
         return self.reconstruct(y, header.height, header.width)
 
 
@@ -455,9 +458,7 @@ class Evaluator:
         written = []
         for src, dst in imageio.predict_pairs(input_path, output_path, ext=EXTENSION):
             blob = cd.encode_bytes(imageio.load_image(src))
-            os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-            with open(dst, "wb") as f:
-                f.write(blob)
+            imageio.write_atomic(dst, lambda f, b=blob: f.write(b))
             written.append(dst)
         return written
 

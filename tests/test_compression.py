@@ -252,6 +252,54 @@ def test_corrupted_truncated_and_foreign_bitstreams_are_clear_errors(codecs):
         other.decode(blob, "photo.rjx")
 
 
+def _forge(blob: bytes, **changes) -> bytes:
+    """The file with header fields changed and the CRC recomputed (what a forger does)."""
+    import struct
+    import zlib
+
+    names = ("magic", "version", "prior", "id", "height", "width", "y_lo", "y_hi", "z_lo", "z_hi", "nbytes", "crc")
+    fields = dict(zip(names, codec._HEADER.unpack_from(blob), strict=True))
+    body = changes.pop("body", blob[codec.HEADER_BYTES :])
+    fields.update(changes, nbytes=len(body))
+    head = codec._HEADER.pack(*list(fields.values())[:-1], 0)[:-4]
+    return head + struct.pack("<I", zlib.crc32(head + body)) + body
+
+
+def test_forged_headers_with_valid_crc_are_clear_errors(codecs):
+    """The issue's forged files: each a CodecError naming the file (before any large allocation)."""
+    cd = codecs["hyperprior"]
+    blob = cd.encode_bytes(np.random.default_rng(0).random((64, 96, 3)).astype(np.float32))
+    words = np.random.default_rng(1).integers(0, 2**32, 40, dtype=np.uint64).astype("<u4").tobytes()
+    cases = {
+        "z symbol range": _forge(blob, z_lo=-(2**31), z_hi=2**31 - 1),
+        "y symbol range": _forge(blob, y_lo=-(2**31), y_hi=2**31 - 1),
+        "this decoder takes": _forge(blob, height=16000, width=16000),
+        "latent symbols announced": _forge(blob, height=4000, width=4000, body=blob[codec.HEADER_BYTES :][:4]),
+        "z symbol range ": _forge(blob, z_lo=-(10**6), z_hi=10**6),
+        "this decoder takes ": _forge(blob, height=0, width=96),
+        "must contain": _forge(blob, y_lo=0, y_hi=0),
+        "does not end": _forge(blob, body=words),
+    }
+    for what, bad in cases.items():
+        with pytest.raises(codec.CodecError, match=what.strip()) as e:
+            cd.decode(bad, "forged.rjx")
+        assert "forged.rjx" in str(e.value)
+    assert np.array_equal(cd.decode(_forge(blob)), cd.decode(blob))  # re-packing alone changes nothing
+
+
+def test_encoder_refuses_latents_beyond_the_format():
+    with pytest.raises(codec.CodecError, match="beyond the codable"):
+        codec.check_symbols(np.array([0, codec.SYMBOL_LIMIT + 1]), "image 4x4, y")
+
+
+def test_fuzzed_bitstreams_give_a_codec_error_or_an_image_never_a_crash():
+    """500 seeded mutations (bytes, forged fields with the CRC recomputed, truncations, concatenations)."""
+    p = run_py(["tests/codec_fuzz.py", "500"], timeout=600)
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["bad"] == [] and r["CodecError"] + r["image"] == r["cases"] == 500, r
+    assert r["CodecError"] > 400 and r["image"] > 0, r  # both outcomes occur: the mutations reach the decoder
+
+
 def test_sic_curve_and_matched_jpeg_quality():
     u8 = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
     curve, last = ce.sic_curve(ce.jpeg_fn(50), u8, 4)
