@@ -8,10 +8,13 @@ File layout (little-endian)::
 (the CRC covers everything before it and the payload)
 
 The payload is one constriction range-coder stream (``perfect=False``
-models): the factorized-prior symbols channel by channel (categorical tables
-over [lo, hi]), then, for the hyperprior, the latent's symbols under
-zero-mean quantized Gaussians over [y_lo, y_hi] with the decoded scales.
-The ranges are the image's own extremes (widened to the tables' quantile
+categorical models built from the model's **integer** tables, see
+`common.coding_tables`): the factorized-prior symbols channel by channel over
+[lo, hi], then, for the hyperprior, the latent's symbols grouped by their
+scale-table index (ascending), each group under that scale's quantized
+Gaussian over [y_lo, y_hi]. The indices come from ẑ through a fixed-point
+h_s, so encoder and decoder derive them bit for bit on any machine. The
+ranges are the image's own extremes (widened to the tables' quantile
 support), so no escape codes are needed.
 
 Every failure to read a file (not ours, another version, another model,
@@ -41,10 +44,11 @@ import constriction
 import jax
 import numpy as np
 
+from common import coding_tables
 from common.errors import UserError
 
 MAGIC = b"RJXC"
-VERSION = 1
+VERSION = 2  # 2: integer coding tables and fixed-point scale indices (common.coding_tables)
 PRIORS = ("factorized", "hyperprior")
 _HEADER = struct.Struct("<4sBB8sIIiiiiII")
 HEADER_BYTES = _HEADER.size
@@ -182,33 +186,37 @@ def _check_range(symbols: np.ndarray, lo: int, hi: int, what: str) -> None:
         raise ValueError(f"{what}: symbols {symbols.min()}..{symbols.max()} fall outside the coded range {lo}..{hi}")
 
 
-def encode_factorized(enc, symbols: np.ndarray, tables: np.ndarray, lo: int) -> None:
-    """Symbols [C, K] (int, channel c coded with tables[c] over lo..lo + L − 1)."""
+def _categorical(row: np.ndarray, lo: int, hi: int):
+    return constriction.stream.model.Categorical(coding_tables.probabilities(row, lo, hi), perfect=False)
+
+
+def encode_factorized(enc, symbols: np.ndarray, tables: np.ndarray, lo: int, hi: int) -> None:
+    """Symbols [C, K] (int), channel c under the integer row tables[c] restricted to lo..hi."""
     symbols = np.asarray(symbols, np.int64)
-    _check_range(symbols, lo, lo + tables.shape[1] - 1, "factorized prior")
+    _check_range(symbols, lo, hi, "factorized prior")
     for c in range(symbols.shape[0]):
-        model = constriction.stream.model.Categorical(np.asarray(tables[c], np.float64), perfect=False)
-        enc.encode((symbols[c] - lo).astype(np.int32), model)
+        enc.encode((symbols[c] - lo).astype(np.int32), _categorical(tables[c], lo, hi))
 
 
-def decode_factorized(dec, count: int, tables: np.ndarray, lo: int) -> np.ndarray:
+def decode_factorized(dec, count: int, tables: np.ndarray, lo: int, hi: int) -> np.ndarray:
     out = np.empty((tables.shape[0], count), np.int32)
     for c in range(tables.shape[0]):
-        model = constriction.stream.model.Categorical(np.asarray(tables[c], np.float64), perfect=False)
-        out[c] = dec.decode(model, count) + lo
+        out[c] = dec.decode(_categorical(tables[c], lo, hi), count) + lo
     return out
 
 
-def encode_gaussian(enc, symbols: np.ndarray, scales: np.ndarray, lo: int, hi: int) -> None:
-    """Symbols (any shape) under zero-mean quantized Gaussians of `scales` over lo..hi."""
-    symbols = np.asarray(symbols, np.int64).ravel()
+def encode_indexed(enc, symbols: np.ndarray, indices: np.ndarray, tables: np.ndarray, lo: int, hi: int) -> None:
+    """Symbols (any shape) each under the integer row tables[index] over lo..hi, grouped by index (ascending)."""
+    symbols, indices = np.asarray(symbols, np.int64).ravel(), np.asarray(indices).ravel()
     _check_range(symbols, lo, hi, "Gaussian conditional")
-    model = constriction.stream.model.QuantizedGaussian(lo, hi)
-    s = np.asarray(scales, np.float64).ravel()
-    enc.encode(symbols.astype(np.int32), model, np.zeros_like(s), s)
+    for i in np.unique(indices):
+        enc.encode((symbols[indices == i] - lo).astype(np.int32), _categorical(tables[i], lo, hi))
 
 
-def decode_gaussian(dec, scales: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    model = constriction.stream.model.QuantizedGaussian(lo, hi)
-    s = np.asarray(scales, np.float64).ravel()
-    return dec.decode(model, np.zeros_like(s), s).reshape(np.shape(scales)).astype(np.int32)
+def decode_indexed(dec, indices: np.ndarray, tables: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    flat = np.asarray(indices).ravel()
+    out = np.empty(flat.shape, np.int32)
+    for i in np.unique(flat):
+        sel = flat == i
+        out[sel] = dec.decode(_categorical(tables[i], lo, hi), int(sel.sum())) + lo
+    return out.reshape(np.shape(indices))

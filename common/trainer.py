@@ -40,6 +40,8 @@ class Task:
     init: Callable[[jax.Array], Any]  # pure: key -> state
     train_step: Callable[..., tuple[Any, dict]]  # pure: (state, batch, key, frozen) -> (state, metrics)
     train_data: Callable[[int], Any]  # seed -> grain IterDataset of numpy batch dicts
+    # pure: state -> state with derived data refreshed (e.g. the codec's integer tables); run before every save
+    finalize: Callable[[Any], Any] | None = None
     frozen: Any = None  # pytree of params that are inputs, never optimized (e.g. VGG-19)
     samples: Callable[..., np.ndarray] | None = None  # (state, frozen, batch) -> RGB grid
     evaluate: Callable[..., dict] | None = None  # (state, frozen, outdir) -> metrics
@@ -141,6 +143,10 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict:
 
     step_fn = jit_train_step(task, mesh)
     base_key = jax.device_put(jax.random.key(config.seed + 1), repl)
+    finalize = jax.jit(task.finalize) if task.finalize else (lambda s: s)
+
+    def save(step, state):
+        ckpt.save(step, finalize(state), data_state=data_iter.get_state(), config=config.to_dict())
 
     log = logger.Logger(workdir, metadata={**task.metadata, "devices": jax.device_count()})
     log.truncate_after(start)  # drop lines a killed run logged after its last checkpoint
@@ -189,7 +195,7 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict:
                 if task.samples and config.sample_every and (step % config.sample_every == 0 or step == total):
                     log.image(step, "train", task.samples(state, frozen, host_batch))
                 if step % config.checkpoint_every == 0 and step < total:
-                    ckpt.save(step, state, data_state=data_iter.get_state(), config=config.to_dict())
+                    save(step, state)
                 if stop.requested:
                     print(f"SIGTERM: saving step {step} and stopping", file=sys.stderr, flush=True)
                     stopped = True
@@ -203,8 +209,9 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict:
         finally:
             bar.close()
             if not failed and ckpt.latest_step() != step:
-                ckpt.save(step, state, data_state=data_iter.get_state(), config=config.to_dict())
+                save(step, state)
             ckpt.wait()
+    state = finalize(state)
 
     results = {}
     if not stopped and task.evaluate is not None and config.get("eval_at_end", True):

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from common import data, entropy, trainer
+from common import coding_tables, data, entropy, trainer
 from common.errors import ConfigError
 
 # CompressAI's MSE λ per quality (L = λ·255²·MSE + bpp), and its (N, M) per quality.
@@ -222,6 +222,7 @@ class State:
     step: jax.Array
     params: Any
     opt_state: Any
+    tables: Any  # integer coding tables (common.coding_tables), refreshed by `finalize` before every checkpoint
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -250,7 +251,23 @@ def init_state(key, nets: Nets, config) -> State:
     n = 2 * nets.model.multiple
     kp, kn = jax.random.split(key)
     params = nets.model.init({"params": kp, "noise": kn}, jnp.zeros((1, n, n, 3)))["params"]
-    return State(step=jnp.zeros((), jnp.int32), params=params, opt_state=nets.tx.init(params))
+    channels = nets.model.n if nets.model.prior == "hyperprior" else nets.model.m
+    return State(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=nets.tx.init(params),
+        tables=coding_tables.empty(channels),
+    )
+
+
+def finalize(state: State, *, nets: Nets) -> State:
+    """The state with its integer coding tables recomputed from its parameters (pure; the 'update' step)."""
+    which = "z" if nets.model.prior == "hyperprior" else "y"
+    n = 2 * coding_tables.TAIL + 1
+    rows = nets.model.apply(
+        {"params": state.params}, jnp.float32(-coding_tables.TAIL), n, which, method=Compressor.pmf_tables
+    )
+    return state.replace(tables=coding_tables.finalize(rows))
 
 
 def losses(params, x, key, *, nets: Nets):
@@ -340,6 +357,7 @@ def build(config) -> trainer.Task:
     return trainer.Task(
         init=lambda key: init_state(key, nets, config),
         train_step=step,
+        finalize=lambda state: finalize(state, nets=nets),
         train_data=train_data,
         samples=ev.train_samples,
         evaluate=ev.evaluate,

@@ -46,17 +46,13 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from common import checkpoint, codec, data, degrade, imageio, lpips, metrics
+from common import checkpoint, codec, coding_tables, data, degrade, imageio, lpips, metrics
 from common.errors import ConfigError
 from methods.compression import Compressor
 
 FALLBACK_EVAL = "builtin:astronaut+coffee+chelsea+rocket"
 EXTENSION = ".rjx"
 TABLE_LIMIT = codec.SYMBOL_LIMIT  # the quantile support taken into the coding tables, at most ±this
-
-
-def _next_pow2(n: int) -> int:
-    return 1 << max(0, int(n - 1).bit_length())
 
 
 def to_u8(x) -> np.ndarray:
@@ -87,21 +83,33 @@ def codec_functions(model: Compressor) -> dict:
         "decode": jitted(Compressor.decode_symbols),
         "likelihoods": jitted(Compressor.quantized_likelihoods),
         "tables": jitted(Compressor.pmf_tables, static=(2, 3)),
-        "scales": jitted(Compressor.scales) if model.prior == "hyperprior" else None,
     }
 
 
-class Codec:
-    """Image ↔ bitstream for one trained model (its parameters fixed)."""
+def tables_of(model: Compressor, params, tables=None, functions=None) -> dict:
+    """Integer coding tables: the state's (stored in the checkpoint) or, when absent, finalized here."""
+    if coding_tables.is_finalized(tables):
+        return {k: np.asarray(v) for k, v in tables.items()}
+    fns = functions or codec_functions(model)
+    which = "z" if model.prior == "hyperprior" else "y"
+    rows = fns["tables"](params, jnp.float32(-coding_tables.TAIL), 2 * coding_tables.TAIL + 1, which)
+    return {k: np.asarray(v) for k, v in coding_tables.finalize(rows).items()}
 
-    def __init__(self, model: Compressor, params, functions: dict | None = None):
+
+class Codec:
+    """Image ↔ bitstream for one trained model (its parameters and integer coding tables fixed)."""
+
+    def __init__(self, model: Compressor, params, functions: dict | None = None, tables: dict | None = None):
         self.model, self.params = model, params
         self.prior = model.prior
-        self.id = codec.model_id(params, model.prior)
         fns = functions or codec_functions(model)  # pass them in to reuse the compiled code across params
         self._symbols, self._decode, self._lik = fns["symbols"], fns["decode"], fns["likelihoods"]
-        self._tables, self._scales = fns["tables"], fns["scales"]
+        self.tables = tables_of(model, params, tables, fns)
+        self.id = codec.model_id([params, self.tables], model.prior)
         self._coded = "z" if self.prior == "hyperprior" else "y"  # the latent under the factorized prior
+        if self.prior == "hyperprior":
+            self._hs = jax.tree.map(np.asarray, params["h_s"])
+            self._medians = np.asarray(model.apply({"params": params}, method=lambda m: m.entropy_z.medians()))
         lo, hi = model.apply({"params": params}, self._coded, method=Compressor.quantile_support)
         self._support = (
             int(max(-TABLE_LIMIT, math.floor(float(jnp.min(lo))))),
@@ -130,14 +138,16 @@ class Codec:
         return self.roundtrip(u8.astype(np.float32) / 255.0)
 
     def estimated_bits(self, syms: dict) -> float:
+        """−Σ log₂ p under the model's float densities (before table and scale quantization)."""
         lik = self._lik(self.params, {k: jnp.asarray(v) for k, v in syms.items()})
         return float(sum(-np.sum(np.log2(np.asarray(v, np.float64))) for v in lik.values()))
 
+    def scale_indices(self, z: np.ndarray) -> np.ndarray:
+        """Scale-table index of each y latent from ẑ's symbols: integer arithmetic, identical on every machine."""
+        return coding_tables.scale_indices(self._hs, self._medians, z, self.tables["thresholds"])
+
     def _table_range(self, sym: np.ndarray) -> tuple[int, int]:
         return min(self._support[0], int(sym.min())), max(self._support[1], int(sym.max()))
-
-    def _factorized_tables(self, lo: int, hi: int) -> np.ndarray:
-        return np.asarray(self._tables(self.params, jnp.float32(lo), _next_pow2(hi - lo + 1), self._coded))
 
     # -- the codec --------------------------------------------------------------------------------
     def encode(self, img: np.ndarray) -> tuple[bytes, np.ndarray, float]:
@@ -157,11 +167,11 @@ class Codec:
             codec.check_symbols(v, f"image {h}x{w}, {k}")
         flo, fhi = self._table_range(fact)
         enc = codec.encoder()
-        codec.encode_factorized(enc, _channels_first(fact), self._factorized_tables(flo, fhi), flo)
+        codec.encode_factorized(enc, _channels_first(fact), self.tables["factorized"], flo, fhi)
         if self.prior == "hyperprior":
             y = syms["y"]
             ylo, yhi = min(int(y.min()), -1), max(int(y.max()), 1)
-            codec.encode_gaussian(enc, y, np.asarray(self._scales(self.params, jnp.asarray(fact))), ylo, yhi)
+            codec.encode_indexed(enc, y, self.scale_indices(fact), self.tables["gaussian"], ylo, yhi)
             header = codec.Header(self.prior, self.id, h, w, (ylo, yhi), (flo, fhi))
         else:
             header = codec.Header(self.prior, self.id, h, w, (flo, fhi))
@@ -169,6 +179,11 @@ class Codec:
 
     def decode(self, blob: bytes, name: str = "bitstream") -> np.ndarray:
         """uint8 (H, W, 3) image of a file's bytes; CodecError if it is not this model's valid stream."""
+        y, height, width = self.decode_symbols(blob, name)
+        return self.reconstruct(y, height, width)
+
+    def decode_symbols(self, blob: bytes, name: str = "bitstream") -> tuple[np.ndarray, int, int]:
+        """(ŷ's integer symbols, height, width) of a file: the entropy decoding alone, exact on every machine."""
         header, words = codec.unpack(blob, name)
         if header.prior != self.prior or header.model_id != self.id:
             raise codec.CodecError(
@@ -177,28 +192,24 @@ class Codec:
             )
         m = self.model.multiple
         hp, wp = header.height + (-header.height) % m, header.width + (-header.width) % m
-        count = hp // 16 * (wp // 16) * self.model.m + (
-            hp // 64 * (wp // 64) * self.model.n if self.prior == "hyperprior" else 0
-        )
+        hyper = self.prior == "hyperprior"
+        count = hp // 16 * (wp // 16) * self.model.m + (hp // 64 * (wp // 64) * self.model.n if hyper else 0)
         codec.check_work(count, 4 * words.size, name)
         dec = codec.decoder(words)
         with codec.decoding(name):
-            if self.prior == "hyperprior":
+            if hyper:
                 zlo, zhi = header.z_range
                 zshape = (1, hp // 64, wp // 64, self.model.n)
-                z = _channels_last(
-                    codec.decode_factorized(dec, zshape[1] * zshape[2], self._factorized_tables(zlo, zhi), zlo), zshape
-                )
-                scales = np.asarray(self._scales(self.params, jnp.asarray(z)))
-                y = codec.decode_gaussian(dec, scales, *header.y_range)
+                zc = codec.decode_factorized(dec, zshape[1] * zshape[2], self.tables["factorized"], zlo, zhi)
+                z = _channels_last(zc, zshape)
+                y = codec.decode_indexed(dec, self.scale_indices(z), self.tables["gaussian"], *header.y_range)
             else:
                 ylo, yhi = header.y_range
                 yshape = (1, hp // 16, wp // 16, self.model.m)
-                y = _channels_last(
-                    codec.decode_factorized(dec, yshape[1] * yshape[2], self._factorized_tables(ylo, yhi), ylo), yshape
-                )
+                yc = codec.decode_factorized(dec, yshape[1] * yshape[2], self.tables["factorized"], ylo, yhi)
+                y = _channels_last(yc, yshape)
         codec.check_exhausted(dec, name)
-        return self.reconstruct(y, header.height, header.width)
+        return y, header.height, header.width
 
 
 def _channels_first(sym: np.ndarray) -> np.ndarray:
@@ -257,11 +268,13 @@ def load_codec(workdir: str) -> Codec:
     try:
         if ck.latest_step() is None:
             raise ConfigError(f"{workdir}: no checkpoint under {ck_dir}")
-        params = jax.tree.map(jnp.asarray, ck.restore_raw()["params"])
+        raw = ck.restore_raw()
+        params = jax.tree.map(jnp.asarray, raw["params"])
+        tables = raw.get("tables")
     finally:
         ck.close()
     m = cfg["model"]
-    return Codec(Compressor(prior=m["prior"], n=m["n"], m=m["m"]), params)
+    return Codec(Compressor(prior=m["prior"], n=m["n"], m=m["m"]), params, tables=tables)
 
 
 def _mean(xs):
@@ -281,7 +294,7 @@ class Evaluator:
     def codec(self, state) -> Codec:
         if self._functions is None:
             self._functions = codec_functions(self.nets.model)
-        return Codec(self.nets.model, state.params, self._functions)
+        return Codec(self.nets.model, state.params, self._functions, state.tables)
 
     def train_samples(self, state, frozen, batch) -> np.ndarray:
         del frozen

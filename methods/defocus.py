@@ -185,6 +185,13 @@ class Nets:
         self.c_layer = backbone.layer("conv4_4")
         sched = optax.exponential_decay(config.optim.lr, config.optim.decay_steps, config.optim.decay, staircase=True)
         self.tx = optax.adam(sched, b1=config.optim.b1)
+        # B's VGG encoder may learn slower than its fresh decoder (fine-tuning an ImageNet trunk)
+        mult = config.optim.encoder_lr_mult
+        enc_tx = optax.adam(lambda step: sched(step) * mult, b1=config.optim.b1)
+        labels = lambda params: {
+            k: jax.tree.map(lambda _, k=k: "encoder" if k == "encoder" else "rest", v) for k, v in params.items()
+        }  # noqa: E501
+        self.tx_b = self.tx if mult == 1.0 else optax.multi_transform({"encoder": enc_tx, "rest": self.tx}, labels)
 
 
 def init_state(key, nets: Nets, config, encoder_params=None) -> State:
@@ -203,7 +210,7 @@ def init_state(key, nets: Nets, config, encoder_params=None) -> State:
         b_stats=vb["batch_stats"],
         d_dom=d_params,
         sharp=s_params,
-        opt_b=nets.tx.init(b_params),
+        opt_b=nets.tx_b.init(b_params),
         opt_d_dom=nets.tx.init(d_params),
         opt_sharp=nets.tx.init(s_params),
     )
@@ -275,7 +282,7 @@ def train_step(state: State, batch: dict, key, frozen, *, nets: Nets, config):
 
     (l_main, terms), (g_outs, g_s) = jax.value_and_grad(main_loss_fn, argnums=(0, 1), has_aux=True)(outs, state.sharp)
     (g_b,) = b_vjp(g_outs)
-    upd, opt_b = nets.tx.update(g_b, state.opt_b, state.b)
+    upd, opt_b = nets.tx_b.update(g_b, state.opt_b, state.b)
     b_params = optax.apply_updates(state.b, upd)
     s_params, opt_s = state.sharp, state.opt_sharp
     if m.use_sharp:
