@@ -13,8 +13,9 @@ builtin photos otherwise:
 
 * ``rd``: per image and mean: actual bpp (file size, header included),
   estimated bpp (−Σ log₂ p of the rounded latents), their ratio, PSNR
-  (RGB, 8-bit), MS-SSIM and LPIPS (v0.1, AlexNet), and whether
-  decode(encode(x)) is bit-identical;
+  (RGB, 8-bit), MS-SSIM, LPIPS (v0.1, AlexNet), ``mean_color_delta_e`` (CIE76
+  ΔE between the mean colours of original and reconstruction: a colour
+  cast), and whether decode(encode(x)) is bit-identical;
 * ``jpeg_rd``: Pillow JPEG at ``eval.jpeg_qualities`` (4:2:0, default settings),
   with the same measures;
 * ``sic``: I_n = f_ed(I_{n−1}) for n = 1..``eval.sic_cycles``: PSNR(I_n, I0)
@@ -63,6 +64,14 @@ def to_u8(x) -> np.ndarray:
 def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def mean_color_delta_e(a: np.ndarray, b: np.ndarray) -> float:
+    """CIE76 ΔE between the mean colours of two 8-bit RGB images: a colour cast, not texture."""
+    from skimage import color
+
+    mean = lambda u: np.asarray(u, np.float64).reshape(-1, 3).mean(0)[None, None] / 255.0  # noqa: E731
+    return float(np.linalg.norm(color.rgb2lab(mean(a)) - color.rgb2lab(mean(b))))
 
 
 def ms_ssim_u8(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -337,10 +346,14 @@ class Evaluator:
                     "psnr": psnr_u8(recon, u8),
                     "ms_ssim": ms_ssim_u8(recon, u8),
                     "lpips": lpips.score(recon, u8),
+                    "mean_color_delta_e": mean_color_delta_e(recon, u8),
                     "bit_exact": bool(np.array_equal(decoded, recon)),
                 }
             )
-        rd = {k: _mean(r[k] for r in per_image) for k in ("bpp", "estimated_bpp", "psnr", "ms_ssim", "lpips")} | {
+        rd = {
+            k: _mean(r[k] for r in per_image)
+            for k in ("bpp", "estimated_bpp", "psnr", "ms_ssim", "lpips", "mean_color_delta_e")
+        } | {
             "bit_exact_images": sum(r["bit_exact"] for r in per_image),
             "num_images": len(per_image),
         }

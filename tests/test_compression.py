@@ -383,6 +383,21 @@ def test_old_bitstream_versions_are_a_clear_error(codecs):
         codecs["factorized"].decode(_forge(blob, version=1), "old.rjx")
 
 
+def test_mean_color_delta_e_sees_a_cast_and_ignores_texture():
+    rng = np.random.default_rng(0)
+    img = (rng.random((20, 30, 3)) * 200 + 20).astype(np.uint8)
+    shuffled = rng.permutation(img.reshape(-1, 3)).reshape(img.shape)  # same mean colour, other texture
+    assert ce.mean_color_delta_e(shuffled, img) < 1e-6
+    pink = np.clip(img.astype(int) + [20, 0, 10], 0, 255).astype(np.uint8)
+    from skimage import color
+
+    want = np.linalg.norm(
+        color.rgb2lab(pink.reshape(-1, 3).mean(0)[None, None] / 255)
+        - color.rgb2lab(img.reshape(-1, 3).mean(0)[None, None] / 255)
+    )
+    assert ce.mean_color_delta_e(pink, img) == pytest.approx(want) and want > 5
+
+
 def test_sic_curve_and_matched_jpeg_quality():
     u8 = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
     curve, last = ce.sic_curve(ce.jpeg_fn(50), u8, 4)
