@@ -131,22 +131,23 @@ def _layer(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, transpose_stride
     return np.minimum(out, ACT_LIMIT).reshape(h, wd, -1)
 
 
+def _hyper_synthesis(hs_params: dict, medians: np.ndarray, z_symbols: np.ndarray) -> np.ndarray:
+    """h_s = deconv5/2 → ReLU → deconv5/2 → ReLU → conv3 → ReLU in fixed point: σ · 2^FRAC_BITS (h, w, M)."""
+    x = z_symbols[0].astype(np.float64) * 2.0**FRAC_BITS + np.rint(np.asarray(medians, np.float64) * 2.0**FRAC_BITS)
+    for name, stride in (("ConvTranspose_0", 2), ("ConvTranspose_1", 2), ("Conv_0", 1)):
+        x = _layer(x, np.asarray(hs_params[name]["kernel"]), np.asarray(hs_params[name]["bias"]), stride)
+    return x
+
+
 def scale_indices(hs_params: dict, medians: np.ndarray, z_symbols: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Scale-table index of every latent of y, from the integer symbols of z (1, h, w, N) -> (1, 4h, 4w, M) int32.
 
-    h_s = deconv5/2 → ReLU → deconv5/2 → ReLU → conv3 → ReLU, in fixed point;
-    ẑ = symbols + medians enters at 2^FRAC_BITS. Exact and identical on every machine.
+    ẑ = symbols + medians enters at 2^FRAC_BITS; exact and identical on every machine.
     """
-    x = z_symbols[0].astype(np.float64) * 2.0**FRAC_BITS + np.rint(np.asarray(medians, np.float64) * 2.0**FRAC_BITS)
-    for name, stride in (("ConvTranspose_0", 2), ("ConvTranspose_1", 2), ("Conv_0", 1)):
-        layer = hs_params[name]
-        x = _layer(x, np.asarray(layer["kernel"]), np.asarray(layer["bias"]), stride)
-    return np.searchsorted(np.asarray(thresholds, np.float64), x, side="right").astype(np.int32)[None]
+    sigma = _hyper_synthesis(hs_params, medians, z_symbols)
+    return np.searchsorted(np.asarray(thresholds, np.float64), sigma, side="right").astype(np.int32)[None]
 
 
 def fixed_point_scales(hs_params: dict, medians: np.ndarray, z_symbols: np.ndarray) -> np.ndarray:
     """σ of the fixed-point h_s as floats (for tests against the float network)."""
-    x = z_symbols[0].astype(np.float64) * 2.0**FRAC_BITS + np.rint(np.asarray(medians, np.float64) * 2.0**FRAC_BITS)
-    for name, stride in (("ConvTranspose_0", 2), ("ConvTranspose_1", 2), ("Conv_0", 1)):
-        x = _layer(x, np.asarray(hs_params[name]["kernel"]), np.asarray(hs_params[name]["bias"]), stride)
-    return x[None] / 2.0**FRAC_BITS
+    return _hyper_synthesis(hs_params, medians, z_symbols)[None] / 2.0**FRAC_BITS
