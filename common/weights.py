@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import pickle
 from collections.abc import Callable
 
@@ -116,8 +117,6 @@ def convert_cli(argv, *, prog: str, description: str, what: str, convert: Callab
 
 def load_npz(path: str, *, what: str, hint: str) -> dict[str, np.ndarray]:
     """All arrays of a converted `.npz` (no pickles); a missing or unreadable file is a WeightsError."""
-    import os
-
     if not os.path.isfile(path):
         raise WeightsError(f"{path}: {what} weights file not found ({hint})")
     try:

@@ -260,14 +260,17 @@ def init_state(key, nets: Nets, config) -> State:
     )
 
 
+def integer_tables(model: Compressor, params) -> dict:
+    """The model's integer coding tables (common.coding_tables) from its factorized prior. Pure."""
+    which = "z" if model.prior == "hyperprior" else "y"
+    n = 2 * coding_tables.TAIL + 1
+    rows = model.apply({"params": params}, jnp.float32(-coding_tables.TAIL), n, which, method=Compressor.pmf_tables)
+    return coding_tables.finalize(rows)
+
+
 def finalize(state: State, *, nets: Nets) -> State:
     """The state with its integer coding tables recomputed from its parameters (pure; the 'update' step)."""
-    which = "z" if nets.model.prior == "hyperprior" else "y"
-    n = 2 * coding_tables.TAIL + 1
-    rows = nets.model.apply(
-        {"params": state.params}, jnp.float32(-coding_tables.TAIL), n, which, method=Compressor.pmf_tables
-    )
-    return state.replace(tables=coding_tables.finalize(rows))
+    return state.replace(tables=integer_tables(nets.model, state.params))
 
 
 def losses(params, x, key, *, nets: Nets):

@@ -37,6 +37,7 @@ model cycle 1 | model last cycle | JPEG last cycle, per row).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -49,7 +50,7 @@ from tqdm.auto import tqdm
 
 from common import checkpoint, codec, coding_tables, data, degrade, imageio, lpips, metrics
 from common.errors import ConfigError
-from methods.compression import Compressor
+from methods.compression import Compressor, integer_tables
 
 FALLBACK_EVAL = "builtin:astronaut+coffee+chelsea+rocket"
 EXTENSION = ".rjx"
@@ -91,18 +92,15 @@ def codec_functions(model: Compressor) -> dict:
         "symbols": jitted(Compressor.symbols),
         "decode": jitted(Compressor.decode_symbols),
         "likelihoods": jitted(Compressor.quantized_likelihoods),
-        "tables": jitted(Compressor.pmf_tables, static=(2, 3)),
+        "tables": jax.jit(functools.partial(integer_tables, model)),
     }
 
 
 def tables_of(model: Compressor, params, tables=None, functions=None) -> dict:
     """Integer coding tables: the state's (stored in the checkpoint) or, when absent, finalized here."""
-    if coding_tables.is_finalized(tables):
-        return {k: np.asarray(v) for k, v in tables.items()}
-    fns = functions or codec_functions(model)
-    which = "z" if model.prior == "hyperprior" else "y"
-    rows = fns["tables"](params, jnp.float32(-coding_tables.TAIL), 2 * coding_tables.TAIL + 1, which)
-    return {k: np.asarray(v) for k, v in coding_tables.finalize(rows).items()}
+    if not coding_tables.is_finalized(tables):
+        tables = (functions or codec_functions(model))["tables"](params)
+    return {k: np.asarray(v) for k, v in tables.items()}
 
 
 class Codec:
@@ -113,8 +111,7 @@ class Codec:
         self.prior = model.prior
         fns = functions or codec_functions(model)  # pass them in to reuse the compiled code across params
         self._symbols, self._decode, self._lik = fns["symbols"], fns["decode"], fns["likelihoods"]
-        self.tables = tables_of(model, params, tables, fns)
-        self.id = codec.model_id([params, self.tables], model.prior)
+        self._fns, self._given_tables = fns, tables
         self._coded = "z" if self.prior == "hyperprior" else "y"  # the latent under the factorized prior
         if self.prior == "hyperprior":
             self._hs = jax.tree.map(np.asarray, params["h_s"])
@@ -124,6 +121,15 @@ class Codec:
             int(max(-TABLE_LIMIT, math.floor(float(jnp.min(lo))))),
             int(min(TABLE_LIMIT, math.ceil(float(jnp.max(hi))))),
         )
+
+    # Tables and id are needed only to entropy-code: in-process round trips (SIC, sample grids) skip them.
+    @functools.cached_property
+    def tables(self) -> dict:
+        return tables_of(self.model, self.params, self._given_tables, self._fns)
+
+    @functools.cached_property
+    def id(self) -> bytes:
+        return codec.model_id([self.params, self.tables], self.prior)
 
     # -- pieces -----------------------------------------------------------------------------------
     def pad(self, img: np.ndarray) -> np.ndarray:
