@@ -34,13 +34,13 @@ def main(argv):
     if FLAGS.mode == "train":
         trainer.train_and_evaluate(task, config, workdir)
     elif FLAGS.mode == "eval":
-        state, frozen, step = trainer.restore_for_inference(task, config, workdir)
-        trainer.run_evaluation(task, state, frozen, workdir, step)
+        state, step = trainer.restore_for_inference(task, config, workdir)
+        trainer.run_evaluation(task, state, workdir, step)
     else:
         if not FLAGS.input or not FLAGS.output:
             raise app.UsageError("--mode=predict needs --input=PATH and --output=PATH")
-        state, frozen, _ = trainer.restore_for_inference(task, config, workdir)
-        for path in task.predict(state, frozen, FLAGS.input, FLAGS.output):
+        state, _ = trainer.restore_for_inference(task, config, workdir)
+        for path in task.predict(state, FLAGS.input, FLAGS.output):
             print(path)
 
 

@@ -49,16 +49,16 @@ def forge(blob: bytes, changes: dict) -> bytes:
 def load(workdir):
     import jax
 
-    from methods import compression as mc
-    from methods import compression_eval as ce
+    from methods.compression import codec as mcodec
+    from methods.compression import model as mc
 
     if workdir:
-        return ce.load_codec(workdir)
+        return mcodec.load_codec(workdir)
     from configs.compression import get_config
 
     cfg = get_config("test")
     nets = mc.Nets(cfg)
-    return ce.Codec(nets.model, mc.init_state(jax.random.key(0), nets, cfg).params)
+    return mcodec.Codec(nets.model, mc.init_state(jax.random.key(0), nets, cfg).params)
 
 
 def child(workdir, case):

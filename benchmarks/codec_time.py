@@ -23,8 +23,9 @@ import numpy as np  # noqa: E402
 
 from common import data, imageio  # noqa: E402
 from configs import compression as cc  # noqa: E402
-from methods import compression as mc  # noqa: E402
-from methods import compression_eval as ce  # noqa: E402
+from methods.compression import codec as mcodec  # noqa: E402
+from methods.compression import evaluate as ce  # noqa: E402
+from methods.compression import model as mc  # noqa: E402
 
 
 def _median_time(fn, repeat):
@@ -45,31 +46,32 @@ def main():
     p.add_argument("--repeat", type=int, default=5)
     a = p.parse_args()
     if a.workdir:
-        cd, what = ce.load_codec(a.workdir), a.workdir
+        cd, what = mcodec.load_codec(a.workdir), a.workdir
     else:
         cfg = cc.get_config(a.variant)
         nets = mc.Nets(cfg)
-        cd, what = ce.Codec(nets.model, mc.init_state(jax.random.key(0), nets, cfg).params), f"fresh {a.variant!r}"
+        cd, what = mcodec.Codec(nets.model, mc.init_state(jax.random.key(0), nets, cfg).params), f"fresh {a.variant!r}"
     if a.image:
         img, name = imageio.load_image(a.image), a.image
     else:
         kodak = data.shared_data_dir("kodak")
         src = data.FolderSource(kodak) if kodak else data.BuiltinSource("astronaut")
         img, name = src[0]["image"], (src.paths[0] if kodak else "builtin astronaut")
-    img = ce.to_u8(img).astype(np.float32) / 255.0
+    img = imageio.to_uint8(img).astype(np.float32) / 255.0
     h, w = img.shape[:2]
     blob, recon, _ = cd.encode(img)
     t_enc = _median_time(lambda: cd.encode_bytes(img), a.repeat)
     t_net = _median_time(lambda: cd.symbols(img), a.repeat)
     t_dec = _median_time(lambda: cd.decode(blob), a.repeat)
     bpp = len(blob) * 8 / (h * w)
-    q = ce.matched_quality(ce.to_u8(img), bpp)
-    t_jpeg = _median_time(lambda: ce.jpeg_fn(q)(ce.to_u8(img)), a.repeat)
+    q = ce.matched_quality(imageio.to_uint8(img), bpp)
+    t_jpeg = _median_time(lambda: ce.jpeg_fn(q)(imageio.to_uint8(img)), a.repeat)
     print(
         f"model {what} ({cd.prior}, N={cd.model.n}, M={cd.model.m})  "
         f"devices {jax.devices()}  cpu cores {os.cpu_count()}"
     )
-    print(f"image {name} {w}x{h}: {len(blob)} bytes = {bpp:.3f} bpp, PSNR {ce.psnr_u8(recon, ce.to_u8(img)):.2f} dB")
+    psnr = ce.psnr_u8(recon, imageio.to_uint8(img))
+    print(f"image {name} {w}x{h}: {len(blob)} bytes = {bpp:.3f} bpp, PSNR {psnr:.2f} dB")
     print(f"encode {t_enc:.3f} s (of which the analysis networks {t_net:.3f} s)  decode {t_dec:.3f} s")
     print(f"JPEG q{q} (same bpp) encode+decode {t_jpeg:.3f} s")
 

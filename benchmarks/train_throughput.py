@@ -1,17 +1,15 @@
-"""Training throughput of any method on this machine: steps/s, images/s, input pipeline images/s.
+"""Training throughput of one config on this machine: steps/s, images/s, input pipeline images/s.
 
-    python benchmarks/train_throughput.py --method defocus [--variants default+quick] [--steps 5]
-    python benchmarks/train_throughput.py --method srfeat --variants default+gan --set init_from=scratch
+    python benchmarks/train_throughput.py --config=configs/defocus.py:quick [--steps 5]
+    python benchmarks/train_throughput.py --config=configs/srfeat.py:gan --config.init_from=scratch
 
-Variants are config arguments separated by '+' ('default' = no argument,
-'quick,gan' = configs/<method>.py:quick,gan); `--set key=value` overrides a
-config field in every variant. Train steps are timed on a fixed
-device-resident batch after compilation, so the figure is the model's; the
-input pipeline (host-side example synthesis, grain threads) is timed
-separately.
+The config and its ``--config.key=value`` overrides are read exactly as
+`launch.py` reads them; run it once per variant to compare. Train steps are
+timed on a fixed device-resident batch after compilation, so the figure is
+the model's; the input pipeline (host-side example synthesis, grain threads)
+is timed separately.
 """
 
-import argparse
 import importlib
 import os
 import sys
@@ -20,42 +18,37 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 from common import sharding, trainer  # noqa: E402
 
+config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/defocus.py:quick.", lock_config=True)
+flags.DEFINE_integer("steps", 5, "Timed train steps (after the compiling one).")
+flags.DEFINE_integer("data_batches", 20, "Batches drawn to time the input pipeline.")
+flags.mark_flags_as_required(["config"])
+FLAGS = flags.FLAGS
 
-def bench(method: str, variant: str, overrides: list[str], steps: int, data_batches: int) -> dict:
-    config = importlib.import_module(f"configs.{method}").get_config("" if variant == "default" else variant)
-    for kv in overrides:
-        key, value = kv.split("=", 1)
-        node = config
-        *parents, leaf = key.split(".")
-        for k in parents:
-            node = node[k]
-        node[leaf] = type(node[leaf])(value) if not isinstance(node[leaf], bool) else value.lower() == "true"
-    task = importlib.import_module(f"methods.{method}").build(config)
-    mesh = sharding.make_mesh()
-    repl = sharding.replicated(mesh)
-    state = jax.jit(task.init, out_shardings=repl)(jax.random.key(0))
-    frozen = jax.device_put(task.frozen, repl)
-    key = jax.device_put(jax.random.key(1), repl)
+
+def bench(config, steps: int, data_batches: int) -> dict:
+    task = importlib.import_module(f"methods.{config.method}").build(config)
+    run = trainer.setup(task, config)
+    state = run.fresh_state()
     it = iter(task.train_data(0))
     t0 = time.perf_counter()
     host = [next(it) for _ in range(data_batches)]
     data_s = time.perf_counter() - t0
-    batch = sharding.to_global(host[0], mesh)
-    step = trainer.jit_train_step(task, mesh)
+    batch = sharding.to_global(host[0], run.mesh)
     t0 = time.perf_counter()
-    state, m = step(state, batch, key, frozen)
+    state, m = run.step(state, batch, run.key, run.frozen)
     jax.block_until_ready(m)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for _ in range(steps):
-        state, m = step(state, batch, key, frozen)
+        state, m = run.step(state, batch, run.key, run.frozen)
     jax.block_until_ready(m)
     dt = (time.perf_counter() - t0) / steps
     return {
-        "variant": variant,
         "images_per_step": task.images_per_step,
         "first_step_s": compile_s,
         "step_s": dt,
@@ -65,35 +58,19 @@ def bench(method: str, variant: str, overrides: list[str], steps: int, data_batc
     }
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--method", default="defocus")
-    p.add_argument("--variants", default="default+quick")
-    p.add_argument("--set", action="append", default=[], help="key=value config override (repeatable)")
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--data-batches", type=int, default=20)
-    a = p.parse_args()
-    print(f"method: {a.method}  devices: {jax.devices()}  cpu cores: {os.cpu_count()}")
-    rows = [
-        bench(a.method, v, a.set, a.steps if "quick" in v or "test" in v else max(1, a.steps // 2), a.data_batches)
-        for v in a.variants.split("+")
-    ]
-    hdr = (
-        f"{'variant':12} {'img/step':>8} {'compile+1st s':>13} {'step s':>8} "
-        f"{'steps/s':>8} {'img/s':>8} {'pipeline img/s':>15}"
+def main(argv):
+    del argv
+    print("args:", " ".join(sys.argv[1:]))
+    print(f"devices: {jax.devices()}  cpu cores: {os.cpu_count()}")
+    r = bench(FLAGS.config, FLAGS.steps, FLAGS.data_batches)
+    print(f"{'img/step':>8} {'compile+1st s':>13} {'step s':>8} {'steps/s':>8} {'img/s':>8} {'pipeline img/s':>15}")
+    print(
+        f"{r['images_per_step']:8d} {r['first_step_s']:13.2f} {r['step_s']:8.3f} "
+        f"{r['steps_per_s']:8.3f} {r['images_per_s']:8.2f} {r['pipeline_images_per_s']:15.1f}"
     )
-    print(hdr)
-    for r in rows:
-        print(
-            f"{r['variant']:12} {r['images_per_step']:8d} {r['first_step_s']:13.2f} {r['step_s']:8.3f} "
-            f"{r['steps_per_s']:8.3f} {r['images_per_s']:8.2f} {r['pipeline_images_per_s']:15.1f}"
-        )
-    if len(rows) > 1:
-        print(
-            "pipeline / model images/s (>1 means the model is the bottleneck): "
-            + ", ".join(f"{r['variant']}: {r['pipeline_images_per_s'] / r['images_per_s']:.2f}" for r in rows)
-        )
+    ratio = r["pipeline_images_per_s"] / r["images_per_s"]
+    print(f"pipeline / model images/s (>1: the model is the bottleneck): {ratio:.2f}")
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

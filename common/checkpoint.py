@@ -3,15 +3,21 @@
 A checkpoint step holds three items: ``state`` (the method's state dataclass,
 restored into an abstract target carrying the right shardings), ``data``
 (the grain iterator state, so a resume continues the exact stream) and
-``config`` (the resolved config, for reference).
+``config`` (the resolved config, for reference). `load_run` reads another
+run's folder (its config.json and latest state) for the methods that start
+from, or compare with, an earlier run.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 
 import jax
 import orbax.checkpoint as ocp
+
+from common.errors import ConfigError
 
 
 def abstract_like(tree, sharding):
@@ -60,3 +66,45 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """Another run's folder as read by `load_run`: its config.json and its latest checkpoint's state."""
+
+    workdir: str
+    config: dict
+    state: dict  # the stored `state` item (nested dicts of numpy arrays)
+    step: int
+
+
+def load_run(workdir: str, *, what: str, method: str | None = None, needs: tuple[str, ...] = ()) -> Run:
+    """Reads a run folder's config.json and latest checkpoint; every problem is a ConfigError naming `what`.
+
+    `what` names the setting that pointed here (e.g. ``config init_from='runs/a'``); `method`, when given,
+    must match the run's; `needs` are state fields the caller uses.
+    """
+    workdir = os.path.abspath(workdir)
+    cfg_path, ck_dir = os.path.join(workdir, "config.json"), os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(ck_dir) or not os.path.isfile(cfg_path):
+        raise ConfigError(f"{what}: {workdir} is not a run folder (needs config.json and checkpoints/; train first)")
+    try:
+        with open(cfg_path) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{what}: cannot read {cfg_path}: {e}") from e
+    if method is not None and config.get("method") != method:
+        raise ConfigError(f"{what}: {workdir} is a {config.get('method')!r} run, not a {method!r} run")
+    ck = Checkpointer(ck_dir)
+    try:
+        step = ck.latest_step()
+        if step is None:
+            raise ConfigError(f"{what}: no checkpoint under {ck_dir}")
+        state = ck.restore_raw(step)
+    finally:
+        ck.close()
+    missing = [k for k in needs if not isinstance(state, dict) or k not in state]
+    if missing:
+        hint = f" (not a {method} checkpoint?)" if method else ""
+        raise ConfigError(f"{what}: step {step} of {workdir} has no {', '.join(missing)}{hint}")
+    return Run(workdir, config, state, int(step))

@@ -276,6 +276,16 @@ def train_pipeline(
     return ds.to_iter_dataset(opts)
 
 
+def train_stream(config, make_example: Callable[[], Callable[[np.random.Generator], dict]]):
+    """A Task's ``train_data``: seed -> `train_pipeline` of ``make_example()`` at the config's batch size and
+    ``data.threads``. `make_example` runs only when training starts (sources are decoded then)."""
+
+    def train_data(seed: int):
+        return train_pipeline(make_example(), batch_size=config.batch_size, seed=seed, num_threads=config.data.threads)
+
+    return train_data
+
+
 def fixed_set(sample_fn: Callable[[np.random.Generator], dict], n: int, seed: int) -> list[dict]:
     """`n` examples drawn with seeds (seed, i): a reproducible held-out set."""
     return [sample_fn(np.random.default_rng([seed, i])) for i in range(n)]

@@ -112,16 +112,6 @@ def predict_pairs(input_path: str, output_path: str, ext: str = ".png") -> list[
     return [(input_path, output_path if output_path.lower().endswith(ext) else output_path + ext)]
 
 
-def apply_padded(fn, img: np.ndarray, multiple: int, scale: int = 1) -> np.ndarray:
-    """fn on one (H, W, C) image mirror-padded (bottom/right) to a multiple of `multiple`; the
-    output (scaled by `scale`) is cropped back to the image and clipped to [0, 1]."""
-    h, w = img.shape[:2]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    x = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="symmetric") if (ph or pw) else img
-    out = np.asarray(fn(np.asarray(x, np.float32)[None]))[0]
-    return np.clip(out[: h * scale, : w * scale], 0.0, 1.0)
-
-
 def predict_images(input_path: str, output_path: str, fn, *, min_side: int = 1, what: str = "the model") -> list[str]:
     """--mode=predict for image-to-image methods: writes fn(image) as PNG for a file or a folder."""
     pairs = predict_pairs(input_path, output_path)
@@ -135,8 +125,12 @@ def predict_images(input_path: str, output_path: str, fn, *, min_side: int = 1, 
     return [dst for _, dst in pairs]
 
 
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    return (np.clip(np.asarray(img, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+def to_uint8(img) -> np.ndarray:
+    """The project's one 8-bit quantizer: float [0, 1] → uint8, clipped, rounded half to even (as jnp.round).
+
+    The arithmetic stays in the input's precision, so a float32 array from the device quantizes exactly as
+    the device would."""
+    return np.rint(np.clip(np.asarray(img), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def write_atomic(path: str, write) -> None:

@@ -3,13 +3,43 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import sys
 
 import jax
 import numpy as np
 
 from common import imageio
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (pytest and notebooks replace it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def console() -> logging.Logger:
+    """The project's progress messages (resuming, stopping, evaluation headlines) on stderr.
+
+    Its own handler at INFO, so absl's verbosity (launch.py quiets orbax to WARNING) does not hide them;
+    only process 0 prints.
+    """
+    log = logging.getLogger("restore_jax")
+    if not log.handlers:
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(logging.INFO if jax.process_index() == 0 else logging.WARNING)
+    return log
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

@@ -19,6 +19,8 @@ import math
 
 import numpy as np
 
+from common import imageio
+
 
 def cubic(x: np.ndarray) -> np.ndarray:
     """Keys' cubic convolution kernel with a = −0.5 (MATLAB's 'bicubic')."""
@@ -90,4 +92,4 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
 
 def quantize(img: np.ndarray) -> np.ndarray:
     """Rounds float [0, 1] to the 8-bit grid (what saving and reloading a PNG does)."""
-    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.float32) / 255.0
+    return imageio.to_uint8(img).astype(np.float32) / 255.0

@@ -1,12 +1,12 @@
 """The one training loop, shared by every method.
 
-A method module exposes ``build(config) -> Task``; the Task carries the pure
-functions (``init``, ``train_step``) and the host-side pieces (frozen
-params, the grain stream, samples, evaluation, prediction). This file wires
-them to the mesh, the checkpoints and the logs:
+A method package exposes ``build(config) -> Task``; the Task carries the
+pure functions (``init``, ``train_step``, ``finalize``) and the host-side
+pieces (frozen params, the grain stream, samples, evaluation, prediction).
+This file wires them to the mesh, the checkpoints and the logs:
 
     mesh → input → state (created sharded, or restored) → jitted step →
-    loop (log / samples / checkpoints / SIGTERM) → final save → evaluation
+    loop (log / samples / checkpoints / hooks / SIGTERM) → final save → evaluation
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -28,24 +28,27 @@ from tqdm.auto import tqdm
 from common import checkpoint, logger, sharding
 from common.errors import ConfigError
 
-# Test hook: the loop sleeps forever once it reaches this step (after saving
-# the checkpoints due before it), so a test can SIGKILL a run at a known point.
-PAUSE_ENV = "RESTOREJAX_PAUSE_AT_STEP"
+State = TypeVar("State")  # a flax.struct.dataclass with a `step` field
+Batch = dict  # str -> numpy array (host) or jax.Array (sharded on the mesh's data axis)
+Metrics = dict  # str -> scalar jax.Array
+Hook = Callable[[int, Any], None]  # (step just taken, state) after the step's logs and checkpoint request
 
 
 @dataclasses.dataclass
-class Task:
-    """What a method hands to the trainer. Functions marked pure are jitted."""
+class Task(Generic[State]):
+    """What a method hands to the trainer. The first three functions are pure and jitted by the trainer."""
 
-    init: Callable[[jax.Array], Any]  # pure: key -> state
-    train_step: Callable[..., tuple[Any, dict]]  # pure: (state, batch, key, frozen) -> (state, metrics)
-    train_data: Callable[[int], Any]  # seed -> grain IterDataset of numpy batch dicts
-    # pure: state -> state with derived data refreshed (e.g. the codec's integer tables); run before every save
-    finalize: Callable[[Any], Any] | None = None
-    frozen: Any = None  # pytree of params that are inputs, never optimized (e.g. VGG-19)
-    samples: Callable[..., np.ndarray] | None = None  # (state, frozen, batch) -> RGB grid
-    evaluate: Callable[..., dict] | None = None  # (state, frozen, outdir) -> metrics
-    predict: Callable[..., None] | None = None  # (state, frozen, input, output) -> None
+    init: Callable[[jax.Array], State]  # key -> state
+    # (state, batch, key, frozen) -> (state, metrics); key = fold_in(the run's key, state.step), fresh every step
+    train_step: Callable[[State, Batch, jax.Array, Any], tuple[State, Metrics]]
+    train_data: Callable[[int], Any]  # seed -> grain IterDataset of host batches
+    total_steps: int  # the run's length (the config's, or the method's default for it)
+    # state -> state with derived data refreshed (e.g. the codec's integer tables); run before every save
+    finalize: Callable[[State], State] | None = None
+    frozen: Any = None  # pytree of params that are inputs, never optimized (e.g. the VGG)
+    samples: Callable[[State, Batch], np.ndarray] | None = None  # (state, host batch) -> RGB grid
+    evaluate: Callable[[State, str], dict] | None = None  # (state, outdir) -> metrics
+    predict: Callable[[State, str, str], list[str]] | None = None  # (state, input, output) -> files written
     metadata: dict = dataclasses.field(default_factory=dict)
     images_per_step: int = 1
 
@@ -73,36 +76,65 @@ class _Stop:
 
 
 def jit_train_step(task: Task, mesh):
-    """The jitted update: state replicated and donated, batch sharded on `data`."""
+    """The jitted update (state, batch, run key, frozen) -> (state, metrics): state replicated and donated,
+    batch sharded on `data`, the method's key folded with the step."""
     repl, data_sh = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+
+    def step(state, batch, key, frozen):
+        return task.train_step(state, batch, jax.random.fold_in(key, state.step), frozen)
+
     return jax.jit(
-        task.train_step,
+        step,
         in_shardings=(repl, data_sh, repl, repl),
         out_shardings=(repl, repl),
         donate_argnums=0,
     )
 
 
-def _state_setup(task: Task, config, mesh):
+@dataclasses.dataclass
+class Setup:
+    """A task placed on a mesh: its jitted functions and replicated inputs (the loop, tests and benchmarks)."""
+
+    mesh: Any
+    init: Callable  # jitted key -> replicated state
+    init_key: jax.Array
+    abstract: Any  # the state's ShapeDtypeStructs with their sharding (what a restore fills)
+    step: Callable  # jit_train_step
+    key: jax.Array  # the run's train key, replicated
+    frozen: Any  # task.frozen, replicated
+
+    def fresh_state(self):
+        return self.init(self.init_key)
+
+
+def setup(task: Task, config, mesh=None) -> Setup:
+    """Places `task` on `mesh` (default: every device): the state's init, the jitted step, replicated inputs."""
+    mesh = mesh if mesh is not None else sharding.make_mesh()
     repl = sharding.replicated(mesh)
     init_key = jax.random.key(config.seed)
-    abstract = checkpoint.abstract_like(jax.eval_shape(task.init, init_key), repl)
-    init = jax.jit(task.init, out_shardings=repl)
-    return init, init_key, abstract
+    return Setup(
+        mesh=mesh,
+        init=jax.jit(task.init, out_shardings=repl),
+        init_key=init_key,
+        abstract=checkpoint.abstract_like(jax.eval_shape(task.init, init_key), repl),
+        step=jit_train_step(task, mesh),
+        key=jax.device_put(jax.random.key(config.seed + 1), repl),
+        frozen=jax.device_put(task.frozen, repl),
+    )
 
 
 def restore_for_inference(task: Task, config, workdir: str):
-    """-> (latest checkpoint's state without the data stream, frozen params, its step), replicated."""
+    """-> (latest checkpoint's state without the data stream, its step), replicated."""
     mesh = sharding.make_mesh()
-    _, _, abstract = _state_setup(task, config, mesh)
+    repl = sharding.replicated(mesh)
+    abstract = checkpoint.abstract_like(jax.eval_shape(task.init, jax.random.key(config.seed)), repl)
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
     if ckpt.latest_step() is None:
         raise FileNotFoundError(f"{workdir}: no checkpoint found under checkpoints/; train first with --mode=train")
     step = ckpt.latest_step()
     state = _restore(ckpt, abstract, with_data=False)[0]
     ckpt.close()
-    frozen = jax.device_put(task.frozen, sharding.replicated(mesh))
-    return state, frozen, step
+    return state, step
 
 
 def _restore(ckpt, abstract, with_data=True):
@@ -115,34 +147,31 @@ def _restore(ckpt, abstract, with_data=True):
         ) from e
 
 
-def train_and_evaluate(task: Task, config, workdir: str) -> dict:
-    """Trains to `config.total_steps` (resuming from the latest checkpoint), then evaluates."""
-    mesh = sharding.make_mesh()
-    sharding.check_batch(config.batch_size, mesh)
-    repl = sharding.replicated(mesh)
+def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook] = ()) -> dict:
+    """Trains to `task.total_steps` (resuming from the latest checkpoint), then evaluates.
+
+    `hooks` run after every step, once the checkpoints requested so far are on disk (so giving hooks makes
+    checkpoint writes synchronous): profilers, custom stops, fault injection in tests.
+    """
+    con = logger.console()
+    run = setup(task, config)
+    sharding.check_batch(config.batch_size, run.mesh)
     os.makedirs(workdir, exist_ok=True)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
 
-    # ---- input
+    # ---- input, and the state: restored, or created already replicated
     data_iter = iter(task.train_data(config.seed))
-
-    # ---- state: restored, or created already replicated
-    init, init_key, abstract = _state_setup(task, config, mesh)
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.max_checkpoints)
     start = ckpt.latest_step()
     if start is not None:
-        state, data_state = _restore(ckpt, abstract)
+        state, data_state = _restore(ckpt, run.abstract)
         if data_state is not None:
             data_iter.set_state(data_state)
-        print(f"Resuming from {ckpt.directory} step {start}", file=sys.stderr)
+        con.info(f"Resuming from {ckpt.directory} step {start}")
     else:
-        state, start = init(init_key), 0
-    frozen = jax.device_put(task.frozen, repl)
-
-    step_fn = jit_train_step(task, mesh)
-    base_key = jax.device_put(jax.random.key(config.seed + 1), repl)
+        state, start = run.fresh_state(), 0
     finalize = jax.jit(task.finalize) if task.finalize else (lambda s: s)
 
     def save(step, state):
@@ -150,29 +179,16 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict:
 
     log = logger.Logger(workdir, metadata={**task.metadata, "devices": jax.device_count()})
     log.truncate_after(start)  # drop lines a killed run logged after its last checkpoint
-    pause_at = int(os.environ.get(PAUSE_ENV, "-1"))
-    total = int(config.total_steps)
+    total = int(task.total_steps)
     acc, acc_n, t_last, step_last = None, 0, time.perf_counter(), start
-    bar = tqdm(
-        total=total,
-        initial=start,
-        disable=not sys.stderr.isatty(),
-        dynamic_ncols=True,
-        desc="train",
-    )
+    bar = tqdm(total=total, initial=start, disable=not sys.stderr.isatty(), dynamic_ncols=True, desc="train")
     stopped, failed = False, False
     step = start
     with _Stop() as stop:
         try:
             while step < total:
-                if step == pause_at:
-                    ckpt.wait()
-                    print(f"{PAUSE_ENV}: pausing at step {step}", file=sys.stderr, flush=True)
-                    while True:
-                        time.sleep(3600)
                 host_batch = next(data_iter)
-                batch = sharding.to_global(host_batch, mesh)
-                state, metrics = step_fn(state, batch, base_key, frozen)
+                state, metrics = run.step(state, sharding.to_global(host_batch, run.mesh), run.key, run.frozen)
                 step += 1
                 acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
                 acc_n += 1
@@ -182,26 +198,27 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict:
                     rate = (step - step_last) / max(now - t_last, 1e-9)
                     t_last, step_last = now, step
                     means = jax.tree.map(np.divide, jax.device_get(acc), {k: acc_n for k in acc})
-                    means["perf"] = {
-                        "steps_per_sec": rate,
-                        "images_per_sec": rate * task.images_per_step,
-                    }
+                    means["perf"] = {"steps_per_sec": rate, "images_per_sec": rate * task.images_per_step}
                     flat = log.scalars(step, means)
                     acc, acc_n = None, 0
                     if bar.disable:
-                        print(_summary(step, total, flat), file=sys.stderr, flush=True)
+                        con.info(_summary(step, total, flat))
                     else:
                         bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in list(flat.items())[:4]})
                 if task.samples and config.sample_every and (step % config.sample_every == 0 or step == total):
-                    log.image(step, "train", task.samples(state, frozen, host_batch))
+                    log.image(step, "train", task.samples(state, host_batch))
                 if step % config.checkpoint_every == 0 and step < total:
                     save(step, state)
+                if hooks:
+                    ckpt.wait()
+                    for hook in hooks:
+                        hook(step, state)
                 if stop.requested:
-                    print(f"SIGTERM: saving step {step} and stopping", file=sys.stderr, flush=True)
+                    con.info(f"SIGTERM: saving step {step} and stopping")
                     stopped = True
                     break
         except KeyboardInterrupt:
-            print(f"\nInterrupted: saving step {step} before exiting", file=sys.stderr, flush=True)
+            con.info(f"\nInterrupted: saving step {step} before exiting")
             stopped = True
         except BaseException:
             failed = True  # e.g. a NaN: keep the last good checkpoint, do not save this state
@@ -215,7 +232,7 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict:
 
     results = {}
     if not stopped and task.evaluate is not None and config.get("eval_at_end", True):
-        results = run_evaluation(task, state, frozen, workdir, step)
+        results = run_evaluation(task, state, workdir, step)
     ckpt.close()
     log.close()
     if stopped:
@@ -223,14 +240,14 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict:
     return results
 
 
-def run_evaluation(task: Task, state, frozen, workdir: str, step: int) -> dict:
+def run_evaluation(task: Task, state, workdir: str, step: int) -> dict:
     outdir = os.path.join(workdir, "eval")
     os.makedirs(outdir, exist_ok=True)
     t0 = time.perf_counter()
-    results = task.evaluate(state, frozen, outdir)
+    results = task.evaluate(state, outdir)
     results = {"step": int(step), **results, "eval_seconds": time.perf_counter() - t0}
     logger.write_json(os.path.join(outdir, "metrics.json"), results)
-    print(json.dumps(_headline(results), indent=1, default=float), file=sys.stderr)
+    logger.console().info(json.dumps(_headline(results), indent=1, default=float))
     return results
 
 

@@ -3,6 +3,15 @@
 import ml_collections
 
 
+def variants(arg: str, known, config_file: str) -> list[str]:
+    """The comma-separated variants of ``configs/<file>.py:ARG``, each checked against `known`."""
+    args = [a for a in (arg or "").split(",") if a]
+    unknown = [a for a in args if a not in known]
+    if unknown:
+        raise ValueError(f"{config_file}: unknown variant(s) {unknown}; use {', '.join(known)}")
+    return args
+
+
 def run_config(method: str, *, total_steps: int, batch_size: int) -> ml_collections.ConfigDict:
     """A config holding the method name and the trainer's run settings."""
     c = ml_collections.ConfigDict()

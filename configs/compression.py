@@ -26,7 +26,7 @@ Variants (``:arg``, comma-separated):
 
 import ml_collections
 
-from configs.base import quick_run, run_config, source, tiny_run
+from configs.base import quick_run, run_config, source, tiny_run, variants
 
 TRAIN_IMAGES = "astronaut,chelsea,coffee,rocket,grace_hopper,camera,brick,gravel,grass,clock,coins,page"
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)  # CompressAI's MSE table
@@ -34,10 +34,7 @@ VARIANTS = ("quick", "test", "plain", "factorized") + tuple(f"q{i}" for i in ran
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    args = [a for a in (arg or "").split(",") if a]
-    unknown = [a for a in args if a not in VARIANTS]
-    if unknown:
-        raise ValueError(f"configs/compression.py: unknown variant(s) {unknown}; use {', '.join(VARIANTS)}")
+    args = variants(arg, VARIANTS, "configs/compression.py")
     quality = next((int(a[1:]) for a in args if a in VARIANTS[4:]), 3)
 
     c = run_config("compression", total_steps=1_000_000, batch_size=8)

@@ -18,7 +18,7 @@ Ablations of the seed's Fig. 6 (combine with a variant, e.g. ``quick,bd``):
 
 import ml_collections
 
-from configs.base import quick_run, run_config, source, tiny_run, vgg_fields
+from configs.base import quick_run, run_config, source, tiny_run, variants, vgg_fields
 
 # Six colour photos plus six textured grey ones: with only the first six, a pretrained full-width encoder
 # memorises them and over-predicts blur on held-out photos (README, "Measured").
@@ -28,20 +28,19 @@ TRAIN_IMAGES = (
 )
 EVAL_IMAGES = "coffee,grace_hopper,rocket"  # held out: never seen in training
 
+# Ablations switch a term off by setting its loss weight to 0 (as in tone and compression):
+# no adv = no D (and no real stream), no sharp = no S (and no masked stream), no content = no C.
 ABLATIONS = {
-    "b": dict(use_domain=False, use_sharp=False, use_content=False, use_aux=True),
-    "bd": dict(use_domain=True, use_sharp=False, use_content=False, use_aux=True),
-    "bdc": dict(use_domain=True, use_sharp=False, use_content=True, use_aux=True),
-    "bdsc": dict(use_domain=True, use_sharp=True, use_content=True, use_aux=False),
-    "full": dict(use_domain=True, use_sharp=True, use_content=True, use_aux=True),
+    "b": dict(adv=0.0, sharp=0.0, content=0.0),
+    "bd": dict(sharp=0.0, content=0.0),
+    "bdc": dict(sharp=0.0),
+    "bdsc": dict(aux=0.0),
+    "full": dict(),
 }
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    args = [a for a in (arg or "").split(",") if a]
-    unknown = [a for a in args if a not in ("quick", "test", *ABLATIONS)]
-    if unknown:
-        raise ValueError(f"configs/defocus.py: unknown variant(s) {unknown}; use quick, test, {', '.join(ABLATIONS)}")
+    args = variants(arg, ("quick", "test", *ABLATIONS), "configs/defocus.py")
 
     c = run_config("defocus", total_steps=400_000, batch_size=3)  # batch per stream: synthetic, real, masked
     vgg_fields(c)
@@ -52,8 +51,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.model.width = 1.0  # channel multiplier of B's decoder and of D
     c.model.n_res = 7  # residual blocks after the decoder
     c.model.sharp_loss = "mse"  # seed Eq. 6 ('mse'); authors' code: 'bce'
-    c.model.update(ABLATIONS["full"])
 
+    # weights of L_aux, L_adv, L_S, L_C (Eqs. 3, 5-7; L_B has weight 1); 0 switches a term and its network off
     c.loss = ml_collections.ConfigDict(dict(aux=1.0, adv=1e-3, sharp=2e-2, content=1e-4))
 
     c.optim = ml_collections.ConfigDict()
@@ -125,5 +124,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.eval.batch_size = 4
     for a in args:
         if a in ABLATIONS:
-            c.model.update(ABLATIONS[a])
+            c.loss.update(ABLATIONS[a])
     return c

@@ -20,16 +20,13 @@ Variants (``:arg``, comma-separated):
 
 import ml_collections
 
-from configs.base import quick_run, run_config, source, tiny_run, vgg_fields
+from configs.base import quick_run, run_config, source, tiny_run, variants, vgg_fields
 
 FACE_IMAGES = "astronaut,grace_hopper"
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    args = [a for a in (arg or "").split(",") if a]
-    unknown = [a for a in args if a not in ("quick", "test", "celeba")]
-    if unknown:
-        raise ValueError(f"configs/face_sr.py: unknown variant(s) {unknown}; use quick, test, celeba")
+    args = variants(arg, ("quick", "test", "celeba"), "configs/face_sr.py")
 
     c = run_config("face_sr", total_steps=100_000, batch_size=8)
     vgg_fields(c)

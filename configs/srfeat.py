@@ -26,7 +26,7 @@ Variants (``:arg``, comma-separated):
 
 import ml_collections
 
-from configs.base import quick_run, run_config, source, tiny_run, vgg_fields
+from configs.base import quick_run, run_config, source, tiny_run, variants, vgg_fields
 
 # Builtin natural photos (colour and grey) for training; Set5/Set14 (../shared/data) are the evaluation sets.
 TRAIN_IMAGES = "astronaut,chelsea,coffee,rocket,stereo_motorcycle,camera,moon,grass,gravel,brick,clock,coins"
@@ -35,10 +35,7 @@ EPOCH = 100_000 // 9  # steps per epoch of the authors' ~100k patches at batch 9
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    args = [a for a in (arg or "").split(",") if a]
-    unknown = [a for a in args if a not in VARIANTS]
-    if unknown:
-        raise ValueError(f"configs/srfeat.py: unknown variant(s) {unknown}; use {', '.join(VARIANTS)}")
+    args = variants(arg, VARIANTS, "configs/srfeat.py")
 
     c = run_config("srfeat", total_steps=0, batch_size=9)  # total_steps 0 = the stage's default
     c.stage = "pretrain"  # pretrain (pixel MSE, SRFeat_M) | gan (perceptual + adversarial)

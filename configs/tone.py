@@ -17,7 +17,7 @@ Ablations of the seed's Fig. 6: ``color`` (λ2 = λ3 = 0: colour only),
 
 import ml_collections
 
-from configs.base import quick_run, run_config, source, tiny_run
+from configs.base import quick_run, run_config, source, tiny_run, variants
 
 INPUT_IMAGES = "astronaut,chelsea,rocket,stereo_motorcycle,coffee"  # tone-degraded at random for training
 NATURAL_IMAGES = "astronaut,chelsea,rocket,stereo_motorcycle,coffee"  # unpaired, undegraded crops for D
@@ -25,10 +25,7 @@ ABLATIONS = {"color": (0.0, 0.0), "natural": (None, 0.0)}  # (λ2, λ3); None ke
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    args = [a for a in (arg or "").split(",") if a]
-    unknown = [a for a in args if a not in ("quick", "test", *ABLATIONS)]
-    if unknown:
-        raise ValueError(f"configs/tone.py: unknown variant(s) {unknown}; use quick, test, {', '.join(ABLATIONS)}")
+    args = variants(arg, ("quick", "test", *ABLATIONS), "configs/tone.py")
 
     c = run_config("tone", total_steps=100_000, batch_size=8)
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from common import codec
 from configs.compression import get_config
-from methods import compression as mc
-from methods import compression_eval as ce
+from methods.compression import codec as mcodec
+from methods.compression import model as mc
 
 FIELDS = ("version", "prior", "height", "width", "y_lo", "y_hi", "z_lo", "z_hi", "nbytes")
 INDEX = {"version": 1, "prior": 2, "height": 4, "width": 5, "y_lo": 6, "y_hi": 7, "z_lo": 8, "z_hi": 9, "nbytes": 10}
@@ -92,7 +92,7 @@ def main(n: int) -> None:
         cfg = get_config("test")
         cfg.model.prior = prior
         nets = mc.Nets(cfg)
-        cd = ce.Codec(nets.model, mc.init_state(jax.random.key(0), nets, cfg).params)
+        cd = mcodec.Codec(nets.model, mc.init_state(jax.random.key(0), nets, cfg).params)
         for h, w in ((64, 96), (37, 53)):
             img = np.random.default_rng(h).random((h, w, 3)).astype(np.float32)
             codecs.append(cd)

@@ -21,8 +21,8 @@ import numpy as np
 from flax import traverse_util
 
 from configs.compression import get_config
-from methods import compression as mc
-from methods import compression_eval as ce
+from methods.compression import codec as mcodec
+from methods.compression import model as mc
 
 
 def _model(prior):
@@ -43,7 +43,7 @@ def encode(out):
         state = mc.finalize(state.replace(params=jax.tree.map(lambda a: a * 3.0, state.params)), nets=nets)
         flat = traverse_util.flatten_dict({"params": state.params, "tables": state.tables}, sep="/")
         np.savez(os.path.join(out, f"{prior}.npz"), **{k: np.asarray(v) for k, v in flat.items()})
-        cd = ce.Codec(nets.model, state.params, tables=state.tables)
+        cd = mcodec.Codec(nets.model, state.params, tables=state.tables)
         for i, img in enumerate(images):
             with open(os.path.join(out, f"{prior}_{i}.rjx"), "wb") as f:
                 f.write(cd.encode_bytes(img))
@@ -55,7 +55,7 @@ def decode(folder):
         _, nets = _model(prior)
         z = np.load(os.path.join(folder, f"{prior}.npz"))
         tree = traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(z[k]) for k in z.files})
-        cd = ce.Codec(nets.model, tree["params"], tables=tree["tables"])
+        cd = mcodec.Codec(nets.model, tree["params"], tables=tree["tables"])
         for path in sorted(glob.glob(os.path.join(folder, f"{prior}_*.rjx"))):
             blob = open(path, "rb").read()
             y, h, w = cd.decode_symbols(blob, path)

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 
@@ -50,3 +52,30 @@ def assert_mesh_matches_one_device(method: str, variant: str, *, metric_keys=Non
     for k in metric_keys or r["metrics_1"]:
         np.testing.assert_allclose(r["metrics_1"][k], r["metrics_4"][k], rtol=1e-4, atol=1e-6, err_msg=k)
     return r
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """`trained(CONFIG, *overrides)` -> the workdir of ``launch.py --config=configs/CONFIG`` trained once per
+    session through the CLI and shared by every test that asks for the same run. Treat it as read-only:
+    copy it (`copy_run`) to train further or evaluate into it."""
+    runs = {}
+
+    def get(config: str, *overrides: str) -> str:
+        key = (config, overrides)
+        if key not in runs:
+            name = "".join(c if c.isalnum() else "_" for c in config + "_".join(overrides))[:60]
+            workdir = str(tmp_path_factory.mktemp(name))
+            run_py(["launch.py", f"--config=configs/{config}", f"--workdir={workdir}", *overrides])
+            runs[key] = workdir
+        return runs[key]
+
+    return get
+
+
+def copy_run(workdir: str, dst) -> str:
+    """A private copy of a shared run folder (checkpoints, logs, eval) to change."""
+    import shutil
+
+    shutil.copytree(workdir, str(dst))
+    return str(dst)

@@ -6,6 +6,7 @@ Prints one JSON line: max abs state difference, state scale, trace counts and
 the last step's scalar metrics on 1 and on 4 devices.
 """
 
+import importlib
 import json
 import os
 import sys
@@ -18,10 +19,7 @@ from common import sharding, trainer  # noqa: E402
 
 
 def run(method: str, variant: str, devices, steps: int):
-    import importlib
-
-    cfg_mod = importlib.import_module(f"configs.{method}")
-    config = cfg_mod.get_config(variant)
+    config = importlib.import_module(f"configs.{method}").get_config(variant)
     task = importlib.import_module(f"methods.{method}").build(config)
     traces = {"n": 0}
     inner = task.train_step
@@ -31,15 +29,11 @@ def run(method: str, variant: str, devices, steps: int):
         return inner(*a)
 
     task.train_step = counted
-    mesh = sharding.make_mesh(devices)
-    repl = sharding.replicated(mesh)
-    state = jax.jit(task.init, out_shardings=repl)(jax.random.key(config.seed))
-    frozen = jax.device_put(task.frozen, repl)
-    key = jax.device_put(jax.random.key(1), repl)
-    step = trainer.jit_train_step(task, mesh)
+    run = trainer.setup(task, config, sharding.make_mesh(devices))
+    state = run.fresh_state()
     it = iter(task.train_data(config.seed))
     for _ in range(steps):
-        state, metrics = step(state, sharding.to_global(next(it), mesh), key, frozen)
+        state, metrics = run.step(state, sharding.to_global(next(it), run.mesh), run.key, run.frozen)
     return jax.device_get(state), jax.device_get(metrics), traces["n"]
 
 

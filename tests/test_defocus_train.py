@@ -3,15 +3,12 @@
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import chex
 import jax
 import numpy as np
 import pytest
-from conftest import ROOT, assert_mesh_matches_one_device, run_py, subprocess_env
+from conftest import assert_mesh_matches_one_device, copy_run, run_py
 
 CFG = "--config=configs/defocus.py:test"
 
@@ -20,6 +17,7 @@ def test_one_step_in_process_all_ablations():
     from common import sharding, trainer
     from configs import defocus as cfg_mod
     from methods import defocus
+    from methods.defocus import model
 
     for ablation in ("b", "bdsc", "full"):
         config = cfg_mod.get_config(f"test,{ablation}")
@@ -27,14 +25,16 @@ def test_one_step_in_process_all_ablations():
         mesh = sharding.make_mesh(jax.devices()[:1])
         state = task.init(jax.random.key(0))
         batch = next(iter(task.train_data(0)))
-        assert ("real_image" in batch) == config.model.use_domain
-        assert ("masked_image" in batch) == config.model.use_sharp
+        on = model.uses(config.loss)
+        assert ("real_image" in batch) == on["adv"] == (ablation != "b")
+        assert ("masked_image" in batch) == on["sharp"] == (ablation != "b")
         chex.assert_shape(batch["syn_image"], (4, 32, 32, 3))
         step = trainer.jit_train_step(task, mesh)
         new, metrics = step(state, sharding.to_global(batch, mesh), jax.random.key(1), task.frozen)
         assert int(new.step) == 1
-        assert ("loss/aux" in metrics) == config.model.use_aux
-        assert ("loss/domain" in metrics) == config.model.use_domain
+        assert ("loss/aux" in metrics) == on["aux"] == (ablation != "bdsc")
+        assert ("loss/domain" in metrics) == on["adv"]
+        assert ("loss/content" in metrics) == on["content"]
         assert all(np.isfinite(float(v)) for v in metrics.values())
 
 
@@ -54,11 +54,8 @@ def _params(workdir):
     return step, state
 
 
-@pytest.mark.slow
-def test_train_outputs_resume_continue_and_exact_resume_after_sigkill(tmp_path):
-    a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    # straight: 4 steps, leaves every output of a run
-    run_py(["launch.py", CFG, f"--workdir={a}"])
+def test_a_run_leaves_every_output(trained):
+    a = trained("defocus.py:test")
     for rel in ("checkpoints/4", "metrics.jsonl", "config.json", "eval/metrics.json", "eval/pr_curve.png"):
         assert os.path.exists(os.path.join(a, rel)), rel
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(a))
@@ -70,26 +67,13 @@ def test_train_outputs_resume_continue_and_exact_resume_after_sigkill(tmp_path):
         assert ev["synthetic"][k]["mse"] >= 0
     assert 0 <= ev["masked"]["model"]["ap"] <= 1
 
-    # interrupted: pause at step 3 (after the step-2 checkpoint), SIGKILL, resume to 4
-    env = subprocess_env(RESTOREJAX_PAUSE_AT_STEP="3")
-    proc = subprocess.Popen(
-        [sys.executable, "launch.py", CFG, f"--workdir={b}"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.time() + 300
-    out = ""
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        out += line
-        if "pausing at step 3" in line or proc.poll() is not None:
-            break
-    assert "pausing at step 3" in out, out[-3000:]
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+
+@pytest.mark.slow
+def test_a_run_killed_by_sigkill_resumes_bitwise_exactly(trained, tmp_path):
+    a, b = trained("defocus.py:test"), str(tmp_path / "b")
+    # SIGKILL right after step 3 (the step-2 checkpoint on disk, step 3 logged nowhere), resume to 4
+    p = run_py(["tests/kill_at_step.py", "defocus", "test", b, "3"], check=False)
+    assert p.returncode == -signal.SIGKILL and "killing at step 3" in p.stdout, p.stderr[-3000:]
     assert _params(b)[0] == 2
     p = run_py(["launch.py", CFG, f"--workdir={b}", "--config.eval_at_end=False"])
     assert "Resuming" in p.stderr and "step 2" in p.stderr
@@ -101,8 +85,12 @@ def test_train_outputs_resume_continue_and_exact_resume_after_sigkill(tmp_path):
     for x, y in zip(leaves_a, leaves_b, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # bitwise
 
+
+@pytest.mark.slow
+def test_more_steps_continue_then_eval_and_predict_use_the_latest_checkpoint(trained, tmp_path):
+    a = copy_run(trained("defocus.py:test"), tmp_path / "a")
     # raising total_steps continues from 4
-    p = run_py(["launch.py", CFG, f"--workdir={a}", "--config.total_steps=6", "--config.eval_at_end=False"])
+    run_py(["launch.py", CFG, f"--workdir={a}", "--config.total_steps=6", "--config.eval_at_end=False"])
     assert _params(a)[0] == 6
     assert [json.loads(x)["step"] for x in open(os.path.join(a, "metrics.jsonl"))] == [2, 4, 6]
 

@@ -76,10 +76,10 @@ def test_face_sr_evaluation_reports_fid_only_with_weights(tmp_path):
     config.eval.data = "builtin:astronaut+grace_hopper"
     task = face_sr.build(config)
     state = jax.jit(task.init)(jax.random.key(0))
-    without = task.evaluate(state, task.frozen, str(tmp_path))
+    without = task.evaluate(state, str(tmp_path))
     assert "not computed" in without["fid"] and "fid" not in without["held_out"]["model"]
     config.eval.inception_weights = str(tmp_path / "inc.npz")
-    with_fid = face_sr.build(config).evaluate(state, task.frozen, str(tmp_path))
+    with_fid = face_sr.build(config).evaluate(state, str(tmp_path))
     # one face per group: a single-sample covariance is 0, so FID reduces to ‖μ_model − μ_truth‖² > 0
     for g in ("train_inputs", "held_out"):
         for k in ("bicubic", "model"):

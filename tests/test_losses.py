@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from methods import defocus as dm
-from methods import defocus_data as dd
+from methods.defocus import data as dd
+from methods.defocus import model as dm
 
 
 def _sig(x):

@@ -13,6 +13,7 @@ from conftest import assert_mesh_matches_one_device, run_py
 from common import layers, metrics, resize, sharding, trainer
 from configs import srfeat as cfg_mod
 from methods import srfeat
+from methods.srfeat import model as sm
 
 
 def _sig(x):
@@ -65,7 +66,7 @@ def test_rgb_to_y_is_bt601_and_shave_drops_the_border():
 
 
 def test_long_range_skip_sums_blocks_1_to_n_minus_1_through_1x1_convs_plus_block_n():
-    g = srfeat.Generator(channels=6, blocks=5, scale=4)
+    g = sm.Generator(channels=6, blocks=5, scale=4)
     x = jax.random.uniform(jax.random.key(0), (2, 5, 7, 3))
     v = g.init(jax.random.key(1), x, train=False)
     y, st = g.apply(v, x, train=False, mutable=["intermediates"])
@@ -89,13 +90,13 @@ def test_long_range_skip_sums_blocks_1_to_n_minus_1_through_1x1_convs_plus_block
 def test_losses_match_numpy_transcriptions():
     rng = np.random.default_rng(3)
     sr, hr = rng.random((3, 8, 8, 3)), rng.random((3, 8, 8, 3))
-    np.testing.assert_allclose(srfeat.pixel_loss(sr, hr), ((sr - hr) ** 2).mean(axis=(1, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(sm.pixel_loss(sr, hr), ((sr - hr) ** 2).mean(axis=(1, 2, 3)), rtol=1e-6)
     f_sr, f_hr = rng.normal(size=(3, 2, 2, 16)) * 3, rng.normal(size=(3, 2, 2, 16)) * 3
-    np.testing.assert_allclose(srfeat.perceptual_loss(f_sr, f_hr), ((f_sr - f_hr) ** 2).mean(axis=(1, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(sm.perceptual_loss(f_sr, f_hr), ((f_sr - f_hr) ** 2).mean(axis=(1, 2, 3)), rtol=1e-6)
     l_fake, l_real = rng.normal(size=5) * 4, rng.normal(size=5) * 4
-    np.testing.assert_allclose(srfeat.generator_adv_loss(l_fake), -np.log(_sig(l_fake)), rtol=1e-5)
+    np.testing.assert_allclose(sm.generator_adv_loss(l_fake), -np.log(_sig(l_fake)), rtol=1e-5)
     np.testing.assert_allclose(
-        srfeat.discriminator_loss(l_real, l_fake),
+        sm.discriminator_loss(l_real, l_fake),
         -np.log(_sig(l_real)) - np.log(1 - _sig(l_fake)),
         rtol=1e-5,
     )
@@ -114,8 +115,8 @@ def _gan_task(variant):
 def test_gan_step_combines_the_terms_and_equals_a_direct_gradient(schedule):
     config, task, mesh, state, batch = _gan_task("")
     config.disc.schedule = schedule
-    nets = srfeat.Nets(config)
-    step = jax.jit(lambda s, b: srfeat.train_step(s, b, None, task.frozen, nets=nets))
+    nets = sm.Nets(config)
+    step = jax.jit(lambda s, b: sm.train_step(s, b, None, task.frozen, nets=nets))
     new, m = step(state, batch)
     lam = config.loss
     np.testing.assert_allclose(
@@ -133,10 +134,10 @@ def test_gan_step_combines_the_terms_and_equals_a_direct_gradient(schedule):
     def l_g(g):
         sr = nets.g.apply({"params": g, "batch_stats": state.g_stats}, lr, train=False)
         phi_sr, phi_hr = nets.features(task.frozen, sr), nets.features(task.frozen, hr)
-        out = jnp.mean(srfeat.perceptual_loss(phi_sr, phi_hr))
+        out = jnp.mean(sm.perceptual_loss(phi_sr, phi_hr))
         for name, x in (("image", sr), ("feature", phi_sr)):
-            logits = srfeat._d_apply(nets, d[name], d_stats[name], x)[0]
-            out += getattr(lam, f"adv_{name}") * jnp.mean(srfeat.generator_adv_loss(logits))
+            logits = sm._d_apply(nets, d[name], d_stats[name], x)[0]
+            out += getattr(lam, f"adv_{name}") * jnp.mean(sm.generator_adv_loss(logits))
         return out
 
     grads = jax.grad(l_g)(state.g)
@@ -162,11 +163,11 @@ def test_four_device_mesh_matches_one_device_for_a_gan_step_and_does_not_retrace
 # ----------------------------------------------------------------------------- CLI
 
 
-@pytest.mark.slow
-def test_two_stages_eval_predict_and_errors_through_the_cli(tmp_path):
-    m, g = str(tmp_path / "m"), str(tmp_path / "g")
-    cfg = "--config=configs/srfeat.py:test"
-    run_py(["launch.py", cfg, f"--workdir={m}"])
+CFG = "--config=configs/srfeat.py:test"
+
+
+def test_stage_1_leaves_its_outputs_and_benchmark_scores(trained):
+    m = trained("srfeat.py:test")
     for rel in ("checkpoints/4", "metrics.jsonl", "config.json", "eval/metrics.json", "eval/samples.png"):
         assert os.path.exists(os.path.join(m, rel)), rel
     ev = json.load(open(os.path.join(m, "eval/metrics.json")))
@@ -175,30 +176,37 @@ def test_two_stages_eval_predict_and_errors_through_the_cli(tmp_path):
     assert s["psnr_gain_over_bicubic"] == pytest.approx(s["model"]["psnr"] - s["bicubic"]["psnr"])
     assert 0 < s["bicubic"]["lpips"] < 1 and s["model"]["lpips"] == pytest.approx(s["images"][0]["model"]["lpips"])
 
-    # stage 2 from stage 1, with --config.stage=gan as the issue writes it
-    p = run_py(["launch.py", cfg, f"--workdir={g}", "--config.stage=gan", f"--config.init_from={m}"])
-    assert "initialised from" in p.stdout + p.stderr
+
+@pytest.mark.slow
+def test_stage_2_starts_from_stage_1_through_the_cli(trained, tmp_path):
+    m, g = trained("srfeat.py:test"), str(tmp_path / "g")
+    # --config.stage=gan as the issue writes it
+    p = run_py(["launch.py", CFG, f"--workdir={g}", "--config.stage=gan", f"--config.init_from={m}"])
+    assert "initialised from" in p.stderr and "step 4" in p.stderr
     lines = [json.loads(x) for x in open(os.path.join(g, "metrics.jsonl"))]
     assert "loss/adv_feature" in lines[-1] and "loss/d_image" in lines[-1]
     meta = json.load(open(os.path.join(g, "run_metadata.json")))
     assert meta["stage"] == "gan" and meta["vgg_pretrained"] is False and meta["vgg_arch"] == "vgg19"
+    assert json.loads(meta["init_from"]) == [m, 4]
 
-    # predict: x4 of a 20x13 image at any size
+
+@pytest.mark.slow
+def test_predict_upscales_any_size_and_errors_name_the_key(trained, tmp_path):
+    m = trained("srfeat.py:test")
     from common import imageio
 
     src = str(tmp_path / "small.png")
     imageio.save_png(src, np.random.default_rng(0).random((20, 13, 3)))
     out = str(tmp_path / "big.png")
-    run_py(["launch.py", cfg, f"--workdir={m}", "--mode=predict", f"--input={src}", f"--output={out}"])
+    run_py(["launch.py", CFG, f"--workdir={m}", "--mode=predict", f"--input={src}", f"--output={out}"])
     assert imageio.load_image(out).shape == (80, 52, 3)
 
-    # errors are one line naming the key
-    p = run_py(["launch.py", cfg, f"--workdir={tmp_path / 'x'}", "--config.stage=gan"], check=False)
+    p = run_py(["launch.py", CFG, f"--workdir={tmp_path / 'x'}", "--config.stage=gan"], check=False)
     assert p.returncode != 0 and "init_from" in p.stderr and "Traceback" not in p.stderr
     p = run_py(
         [
             "launch.py",
-            cfg,
+            CFG,
             f"--workdir={tmp_path / 'y'}",
             "--config.stage=gan",
             f"--config.init_from={m}",
@@ -207,3 +215,18 @@ def test_two_stages_eval_predict_and_errors_through_the_cli(tmp_path):
         check=False,
     )
     assert p.returncode != 0 and "does not match" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_load_run_reads_a_run_and_names_the_setting_when_it_cannot(trained, tmp_path):
+    from common import checkpoint
+    from common.errors import ConfigError
+
+    m = trained("srfeat.py:test")
+    run = checkpoint.load_run(m, what="x", method="srfeat", needs=("g", "g_stats"))
+    assert run.step == 4 and run.config["method"] == "srfeat" and "block1" in run.state["g"]
+    with pytest.raises(ConfigError, match=r"config init_from='nowhere': .* is not a run folder"):
+        checkpoint.load_run(str(tmp_path), what="config init_from='nowhere'")
+    with pytest.raises(ConfigError, match=r"a 'srfeat' run, not a 'tone' run"):
+        checkpoint.load_run(m, what="config eval.inverse_from", method="tone")
+    with pytest.raises(ConfigError, match="step 4 of .* has no c$"):
+        checkpoint.load_run(m, what="w", needs=("c",))

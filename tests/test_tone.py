@@ -7,20 +7,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_mesh_matches_one_device, run_py
+from conftest import assert_mesh_matches_one_device, copy_run, run_py
 from PIL import Image
 
 from common import degrade, imageio
 from common.errors import ConfigError
 from configs import tone as cfg_mod
 from methods import tone
+from methods.tone import data as td
+from methods.tone import model as tm
 
 
 def test_losses_match_numpy_transcriptions():
     rng = np.random.default_rng(0)
     out, target, x = (rng.random((3, 12, 12, 3)).astype(np.float32) for _ in range(3))
-    np.testing.assert_allclose(tone.color_loss(out, target, "mse"), ((out - target) ** 2).mean(axis=(1, 2, 3)), 1e-5)
-    np.testing.assert_allclose(tone.color_loss(out, target, "l1"), np.abs(out - target).mean(axis=(1, 2, 3)), 1e-5)
+    np.testing.assert_allclose(tm.color_loss(out, target, "mse"), ((out - target) ** 2).mean(axis=(1, 2, 3)), 1e-5)
+    np.testing.assert_allclose(tm.color_loss(out, target, "l1"), np.abs(out - target).mean(axis=(1, 2, 3)), 1e-5)
     from skimage.metrics import structural_similarity
 
     want = [
@@ -36,19 +38,19 @@ def test_losses_match_numpy_transcriptions():
         )
         for i in range(3)
     ]
-    np.testing.assert_allclose(tone.color_loss(out, target, "ssim"), want, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(tm.color_loss(out, target, "ssim"), want, rtol=1e-3, atol=1e-4)
     d_fake, d_real = rng.random(5), rng.random(5)
-    np.testing.assert_allclose(tone.natural_loss(d_fake), (d_fake - 1) ** 2, rtol=1e-6)
-    np.testing.assert_allclose(tone.discriminator_loss(d_real, d_fake), (d_real - 1) ** 2 + d_fake**2, rtol=1e-6)
-    np.testing.assert_allclose(tone.inverse_loss(out, x), ((out - x) ** 2).mean(axis=(1, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(tm.natural_loss(d_fake), (d_fake - 1) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(tm.discriminator_loss(d_real, d_fake), (d_real - 1) ** 2 + d_fake**2, rtol=1e-6)
+    np.testing.assert_allclose(tm.inverse_loss(out, x), ((out - x) ** 2).mean(axis=(1, 2, 3)), rtol=1e-5)
     with pytest.raises(ConfigError, match="loss.color='l2'"):
-        tone.color_loss(out, target, "l2")
+        tm.color_loss(out, target, "l2")
 
 
 def test_generator_starts_as_identity_and_inverse_net_is_shallower():
     config = cfg_mod.get_config("test")
-    nets = tone.Nets(config)
-    state = tone.init_state(jax.random.key(0), nets, config)
+    nets = tm.Nets(config)
+    state = tm.init_state(jax.random.key(0), nets, config)
     x = jax.random.uniform(jax.random.key(1), (2, 20, 28, 3))
     np.testing.assert_array_equal(nets.enhance(state, x), x)  # x + 10·residual, residual conv zero-initialised
     n_conv = lambda p: sum(1 for path, _ in jax.tree_util.tree_leaves_with_path(p) if "kernel" in str(path[-1]))  # noqa: E731
@@ -92,31 +94,38 @@ def test_random_tone_curves_are_seeded_bounded_and_known():
 
 def test_enhancement_registry_and_its_errors():
     img = np.random.default_rng(1).random((32, 32, 3)).astype(np.float32) * 0.5
-    for name in tone.ALGORITHMS:
-        out = tone.enhance(img, name, {})
+    for name in td.ALGORITHMS:
+        out = td.enhance(img, name, {})
         assert out.shape == img.shape and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
         assert np.abs(out - img).mean() > 0.01
     with pytest.raises(ConfigError, match="'retinex'"):
-        tone.enhance(img, "retinex", {})
+        td.enhance(img, "retinex", {})
     with pytest.raises(ConfigError, match="do not fit"):
-        tone.enhance(img, "hist_eq", {"clip_limit": 0.1})
+        td.enhance(img, "hist_eq", {"clip_limit": 0.1})
 
 
 def test_four_device_mesh_matches_one_device_for_the_three_network_step():
     assert_mesh_matches_one_device("tone", "test")
 
 
-@pytest.mark.slow
-def test_train_eval_and_predict_on_grey_rgba_tiny_and_large_inputs(tmp_path):
-    w = str(tmp_path / "w")
-    cfg = "--config=configs/tone.py:test"
-    run_py(["launch.py", cfg, f"--workdir={w}"])
+CFG = "--config=configs/tone.py:test"
+
+
+def test_a_run_leaves_its_outputs_and_scores(trained):
+    w = trained("tone.py:test")
     for rel in ("checkpoints/4", "metrics.jsonl", "eval/metrics.json", "eval/samples.png", "samples"):
         assert os.path.exists(os.path.join(w, rel)), rel
     ev = json.load(open(os.path.join(w, "eval/metrics.json")))["sets"]["builtin"]
     for k in ("input", "algorithm", "model"):
         assert set(ev[k]) == {"psnr", "ssim", "delta_e", "halo", "lpips"}
     assert ev["inverse_mse"] >= 0 and ev["images"][0]["curve"]
+
+
+@pytest.mark.slow
+def test_inverse_consistency_with_the_c_of_another_run(trained, tmp_path):
+    src = trained("tone.py:test")
+    w, cfg = copy_run(src, tmp_path / "w"), CFG
+    ev = json.load(open(os.path.join(w, "eval/metrics.json")))["sets"]["builtin"]
     # inverse consistency measured with a fixed C taken from a run (here the same one: same figure)
     run_py(["launch.py", cfg, f"--workdir={w}", "--mode=eval", f"--config.eval.inverse_from={w}"])
     ev2 = json.load(open(os.path.join(w, "eval/metrics.json")))
@@ -128,6 +137,10 @@ def test_train_eval_and_predict_on_grey_rgba_tiny_and_large_inputs(tmp_path):
     )
     assert p.returncode != 0 and "eval.inverse_from" in p.stderr and "Traceback" not in p.stderr
 
+
+@pytest.mark.slow
+def test_predict_on_grey_rgba_tiny_and_large_inputs(trained, tmp_path):
+    w, cfg = trained("tone.py:test"), CFG
     folder = tmp_path / "in"
     folder.mkdir()
     Image.fromarray((np.random.default_rng(0).random((30, 41)) * 255).astype(np.uint8)).save(folder / "grey.png")

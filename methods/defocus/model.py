@@ -20,6 +20,8 @@ Losses (one function per equation, weights applied in the step):
     L_S   = mean (sigmoid(S(B(I_B))) − b)²                           Eq. 6
     L_C   = mean (φ(B(I_S)) − φ(y))²                                Eq. 7
     L_main = L_B + λ_adv L_adv + λ_S L_S + λ_C L_C   (trains B and S)
+A weight of 0 switches its term off, with its network and stream (the Fig. 6
+ablations: `uses`). The thin-lens data is in `data`, evaluation in `evaluate`.
 One D step, then one main step per batch; B's forward pass is shared by both
 (its output does not depend on D), which saves a third of the compute.
 """
@@ -35,9 +37,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from common import data, layers, trainer, vgg
-from common.errors import ConfigError
-from methods import defocus_data
+from common import layers, optim, vgg
 
 # ----------------------------------------------------------------------------- networks
 
@@ -183,8 +183,8 @@ class Nets:
         self.s = SharpNet()
         self.c = backbone.module("conv4_4")
         self.c_layer = backbone.layer("conv4_4")
-        sched = optax.exponential_decay(config.optim.lr, config.optim.decay_steps, config.optim.decay, staircase=True)
-        self.tx = optax.adam(sched, b1=config.optim.b1)
+        sched = optim.staircase(config.optim)
+        self.tx = optim.adam_with_decay(config.optim)
         # B's VGG encoder may learn slower than its fresh decoder (fine-tuning an ImageNet trunk)
         mult = config.optim.encoder_lr_mult
         enc_tx = optax.adam(lambda step: sched(step) * mult, b1=config.optim.b1)
@@ -216,15 +216,20 @@ def init_state(key, nets: Nets, config, encoder_params=None) -> State:
     )
 
 
+def uses(loss_cfg) -> dict[str, bool]:
+    """Which optional terms (and their networks and streams) are on: those with a weight above 0."""
+    return {k: loss_cfg[k] > 0 for k in ("aux", "adv", "sharp", "content")}
+
+
 def train_step(state: State, batch: dict, key, frozen, *, nets: Nets, config):
     """One D step then one main (B + S) step. Pure; `key` is unused (no stochastic layers)."""
     del key
-    m, lam = config.model, config.loss
+    lam, on = config.loss, uses(config.loss)
     x_s, y = batch["syn_image"], batch["syn_label"]
     streams = [x_s]
-    if m.use_domain:
+    if on["adv"]:
         streams.append(batch["real_image"])
-    if m.use_sharp:
+    if on["sharp"]:
         streams.append(batch["masked_image"])
     n = x_s.shape[0]
     x_all = jnp.concatenate(streams, axis=0)
@@ -243,7 +248,7 @@ def train_step(state: State, batch: dict, key, frozen, *, nets: Nets, config):
 
     # ---- D step (Eq. 4) on stopped features
     d_params, opt_d = state.d_dom, state.opt_d_dom
-    if m.use_domain:
+    if on["adv"]:
         f = jax.lax.stop_gradient(outs[2])
 
         def d_loss_fn(p):
@@ -252,8 +257,7 @@ def train_step(state: State, batch: dict, key, frozen, *, nets: Nets, config):
             return jnp.mean(domain_loss(ls, lr)), acc
 
         (l_d, d_acc), g_d = jax.value_and_grad(d_loss_fn, has_aux=True)(d_params)
-        upd, opt_d = nets.tx.update(g_d, opt_d, d_params)
-        d_params = optax.apply_updates(d_params, upd)
+        d_params, opt_d = optim.apply_update(nets.tx, g_d, d_params, opt_d)
         metrics.update({"loss/domain": l_d, "domain/accuracy": d_acc})
 
     # ---- main step: B (through its VJP) and S, against the updated D
@@ -261,18 +265,18 @@ def train_step(state: State, batch: dict, key, frozen, *, nets: Nets, config):
         out, aux, feat = o
         terms = {"blur": jnp.mean(blur_loss(out[:n], y))}
         total = terms["blur"]
-        if m.use_aux:
+        if on["aux"]:
             terms["aux"] = jnp.mean(aux_loss([a[:n] for a in aux], y))
             total += lam.aux * terms["aux"]
-        if m.use_domain:
+        if on["adv"]:
             terms["adv"] = jnp.mean(adversarial_loss(nets.d.apply({"params": d_params}, feat[n : 2 * n])))
             total += lam.adv * terms["adv"]
-        if m.use_sharp:
-            i0 = 2 * n if m.use_domain else n
+        if on["sharp"]:
+            i0 = 2 * n if on["adv"] else n
             logits = nets.s.apply({"params": s_params}, out[i0 : i0 + n])
-            terms["sharp"] = jnp.mean(sharpness_loss(logits, batch["masked_mask"], kind=m.sharp_loss))
+            terms["sharp"] = jnp.mean(sharpness_loss(logits, batch["masked_mask"], kind=config.model.sharp_loss))
             total += lam.sharp * terms["sharp"]
-        if m.use_content:
+        if on["content"]:
             c = {"params": frozen["vgg"]["params"]}
             phi_p = nets.c.apply(c, _rgb(out[:n]))[nets.c_layer]
             phi_y = jax.lax.stop_gradient(nets.c.apply(c, _rgb(y))[nets.c_layer])
@@ -282,12 +286,10 @@ def train_step(state: State, batch: dict, key, frozen, *, nets: Nets, config):
 
     (l_main, terms), (g_outs, g_s) = jax.value_and_grad(main_loss_fn, argnums=(0, 1), has_aux=True)(outs, state.sharp)
     (g_b,) = b_vjp(g_outs)
-    upd, opt_b = nets.tx_b.update(g_b, state.opt_b, state.b)
-    b_params = optax.apply_updates(state.b, upd)
+    b_params, opt_b = optim.apply_update(nets.tx_b, g_b, state.b, state.opt_b)
     s_params, opt_s = state.sharp, state.opt_sharp
-    if m.use_sharp:
-        upd, opt_s = nets.tx.update(g_s, opt_s, s_params)
-        s_params = optax.apply_updates(s_params, upd)
+    if on["sharp"]:
+        s_params, opt_s = optim.apply_update(nets.tx, g_s, s_params, opt_s)
 
     metrics.update({f"loss/{k}": v for k, v in terms.items()})
     metrics["loss/main"] = l_main
@@ -309,94 +311,3 @@ def predict_maps(state: State, images, *, nets: Nets):
     """B only (test time): defocus maps σ/σ_max of NHWC images whose sides are multiples of 16."""
     out, _, _ = nets.b.apply({"params": state.b, "batch_stats": state.b_stats}, images, train=False)
     return out
-
-
-# ----------------------------------------------------------------------------- data
-
-
-def _check_config(config):
-    for name, size in (("data.crop", config.data.crop), ("eval.crop", config.eval.crop)):
-        if size % 16:
-            raise ConfigError(f"config {name}={size} must be a multiple of 16 (B down-samples 4 times)")
-    if config.model.sharp_loss not in ("mse", "bce"):
-        raise ConfigError(f"config model.sharp_loss={config.model.sharp_loss!r}: expected 'mse' or 'bce'")
-    if config.data.real.kind not in ("proxy", "same-as-masked"):
-        raise ConfigError(f"config data.real.kind={config.data.real.kind!r}: expected 'proxy' or 'same-as-masked'")
-    if config.data.masked.kind not in ("proxy", "folder"):
-        raise ConfigError(f"config data.masked.kind={config.data.masked.kind!r}: expected 'proxy' or 'folder'")
-
-
-def example_fn(config, source_cfg, *, masked_override=None):
-    """rng -> one training example dict holding every stream the config uses."""
-    dcfg = config.data
-    source = data.make_source(source_cfg, min_size=dcfg.crop + 2 * dcfg.lens.margin)
-    masked = masked_override
-    if masked is None and dcfg.masked.kind == "folder":
-        masked = defocus_data.MaskedFolder(dcfg.masked.path, invert=dcfg.masked.invert)
-    m = config.model
-
-    def masked_example(rng):
-        if masked is not None:
-            return masked.example(rng, dcfg.crop)
-        return defocus_data.proxy_real_example(rng, source, dcfg)
-
-    def fn(rng):
-        syn = defocus_data.synthetic_example(rng, source, dcfg)
-        ex = {"syn_image": syn["image"], "syn_label": syn["label"]}
-        if m.use_domain:
-            real = (
-                masked_example(rng)
-                if dcfg.real.kind == "same-as-masked"
-                else (defocus_data.proxy_real_example(rng, source, dcfg))
-            )
-            ex["real_image"] = real["image"]
-        if m.use_sharp:
-            mk = masked_example(rng)
-            ex["masked_image"], ex["masked_mask"] = mk["image"], mk["mask"]
-        return ex
-
-    return fn
-
-
-# ----------------------------------------------------------------------------- task
-
-
-def build(config) -> trainer.Task:
-    """Everything the trainer needs for DMENet under `config`."""
-    from methods import defocus_eval
-
-    _check_config(config)
-    backbone = vgg.load_backbone(config.backbone, config.vgg19_weights, width=config.model.vgg_width, seed=config.seed)
-    nets = Nets(config, backbone)
-    init_encoder = backbone.pretrained and config.model.init_encoder
-    encoder = backbone.variables["params"] if init_encoder else None
-    frozen = {"vgg": backbone.variables}
-
-    def train_data(seed):
-        fn = example_fn(config, config.data.train)
-        return data.train_pipeline(fn, batch_size=config.batch_size, seed=seed, num_threads=config.data.threads)
-
-    def init(key):
-        enc = jax.tree.map(jnp.asarray, encoder) if encoder is not None else None
-        return init_state(key, nets, config, enc)
-
-    def step(state, batch, key, frozen_):
-        return train_step(state, batch, key, frozen_, nets=nets, config=config)
-
-    streams = 1 + int(config.model.use_domain) + int(config.model.use_sharp)
-    ev = defocus_eval.Evaluator(config, nets)
-    return trainer.Task(
-        init=init,
-        train_step=step,
-        train_data=train_data,
-        frozen=frozen,
-        samples=ev.train_samples,
-        evaluate=ev.evaluate,
-        predict=ev.predict,
-        metadata={
-            "method": "defocus",
-            **backbone.metadata(),
-            "encoder_init": "imagenet" if init_encoder else "random",
-        },
-        images_per_step=streams * config.batch_size,
-    )

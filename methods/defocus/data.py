@@ -16,7 +16,7 @@ procedural depth, plus noise and JPEG; the mask is CoC > 1. Point
 ``data.masked.kind='folder'`` at CUHK-style ``image/`` + ``gt/`` folders to
 use real masks.
 
-``python -m methods.defocus_data --out DIR --num N`` writes a fixed
+``python -m methods.defocus.data --out DIR --num N`` writes a fixed
 synthetic dataset (image PNG, 16-bit label PNG, depth .npy) to disk.
 """
 
@@ -207,6 +207,35 @@ class MaskedFolder:
         return {"image": img, "mask": mask[..., None]}
 
 
+# ----------------------------------------------------------------------------- the training stream
+
+
+def example_fn(config, source_cfg):
+    """rng -> one training example dict holding every stream the config uses (common.data.train_pipeline)."""
+    dcfg = config.data
+    source = data.make_source(source_cfg, min_size=dcfg.crop + 2 * dcfg.lens.margin)
+    masked = MaskedFolder(dcfg.masked.path, invert=dcfg.masked.invert) if dcfg.masked.kind == "folder" else None
+    lam = config.loss
+
+    def masked_example(rng):
+        if masked is not None:
+            return masked.example(rng, dcfg.crop)
+        return proxy_real_example(rng, source, dcfg)
+
+    def fn(rng):
+        syn = synthetic_example(rng, source, dcfg)
+        ex = {"syn_image": syn["image"], "syn_label": syn["label"]}
+        if lam.adv > 0:  # the real stream feeds D
+            real = masked_example(rng) if dcfg.real.kind == "same-as-masked" else proxy_real_example(rng, source, dcfg)
+            ex["real_image"] = real["image"]
+        if lam.sharp > 0:  # the masked stream feeds S
+            mk = masked_example(rng)
+            ex["masked_image"], ex["masked_mask"] = mk["image"], mk["mask"]
+        return ex
+
+    return fn
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -228,7 +257,7 @@ def write_dataset(out: str, num: int, cfg, seed: int) -> None:
 
 def main(argv=None):
     p = argparse.ArgumentParser(
-        prog="python -m methods.defocus_data",
+        prog="python -m methods.defocus.data",
         description="Write a fixed synthetic defocus dataset.",
     )
     p.add_argument("--out", required=True)

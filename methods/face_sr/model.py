@@ -23,13 +23,8 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 
-from common import data, degrade, gan, layers, metrics, resize, trainer, vgg
-from common.errors import ConfigError
-
-DEGRADATIONS = ("rotation", "noise", "blur", "jpeg")
+from common import gan, layers, metrics, optim, vgg
 
 # ----------------------------------------------------------------------------- networks
 
@@ -132,9 +127,7 @@ class Nets:
         self.vgg = backbone.module(max(self.layers, key=order.index))
         # Caffe-normalised VGG-19 features are ~58x torch-normalised ones; 1/255 keeps them near the pixel L1
         self.feature_scale = config.loss.feature_scale or (1 / 255 if backbone.preprocess == "caffe" else 1.0)
-        o = config.optim
-        sched = optax.exponential_decay(o.lr, o.decay_steps, o.decay, staircase=True)
-        self.tx = optax.adam(sched, b1=o.b1, b2=o.b2)
+        self.tx = optim.adam_with_decay(config.optim, b2=config.optim.b2)
 
     def features(self, frozen, x):
         f = self.vgg.apply(frozen["vgg"], x)
@@ -174,7 +167,7 @@ def train_step(state: State, batch: dict, key, frozen, *, nets: Nets):
         return total, (terms, outs)
 
     (l_g, (terms, outs)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g)
-    upd, opt_g = nets.tx.update(grads, state.opt_g, state.g)
+    g, opt_g = optim.apply_update(nets.tx, grads, state.g, state.opt_g)
 
     def d_loss_fn(d):
         total = 0.0
@@ -185,110 +178,9 @@ def train_step(state: State, batch: dict, key, frozen, *, nets: Nets):
         return total
 
     l_d, g_d = jax.value_and_grad(d_loss_fn)(state.d)
-    upd_d, opt_d = nets.tx.update(g_d, state.opt_d, state.d)
+    d, opt_d = optim.apply_update(nets.tx, g_d, state.d, state.opt_d)
     out = {f"loss/{k}": v for k, v in terms.items()}
     out.update({"loss/g": l_g, "loss/d": l_d})
     out["train/psnr"] = jnp.mean(metrics.psnr(jnp.clip(outs[0], 0, 1), batch["gt0"]))
-    new = State(
-        step=state.step + 1,
-        g=optax.apply_updates(state.g, upd),
-        d=optax.apply_updates(state.d, upd_d),
-        opt_g=opt_g,
-        opt_d=opt_d,
-    )
+    new = State(step=state.step + 1, g=g, d=d, opt_g=opt_g, opt_d=opt_d)
     return new, out
-
-
-# ----------------------------------------------------------------------------- self-supervised pairs
-
-
-def input_face(rng, image: np.ndarray, face_size: int, input_size: int) -> np.ndarray:
-    """The S x S low-resolution input: the image resized to `face_size` (if set), then a random S crop."""
-    if face_size and image.shape[:2] != (face_size, face_size):
-        image = np.clip(resize.imresize(image, output_shape=(face_size, face_size)), 0, 1).astype(np.float32)
-    (image,) = data.random_crop(rng, input_size, image)
-    return image
-
-
-def make_pairs(rng, face: np.ndarray, dcfg) -> dict:
-    """lr{s} / gt{s} for s = 0..scales-1 (GT = face↓2^s, LR = GT↓4) after ONE random degradation."""
-    (face,) = data.random_flip_rot(rng, face) if dcfg.flip else (face,)
-    kind = int(rng.integers(len(DEGRADATIONS)))
-    if DEGRADATIONS[kind] == "rotation":
-        face = np.ascontiguousarray(np.rot90(face, int(rng.integers(1, 4))))
-    noise = float(rng.uniform(*dcfg.noise_sigma))
-    blur = float(rng.uniform(*dcfg.blur_sigma))
-    quality = int(rng.integers(dcfg.jpeg_quality[0], dcfg.jpeg_quality[1] + 1))
-    ex = {"degradation": np.int32(kind)}
-    size = face.shape[0]
-    for s in range(dcfg.scales):
-        gt = face if s == 0 else np.clip(resize.imresize(face, output_shape=(size >> s, size >> s)), 0, 1)
-        lr = np.clip(resize.imresize(gt, output_shape=(gt.shape[0] // 4, gt.shape[1] // 4)), 0, 1)
-        if DEGRADATIONS[kind] == "noise":
-            lr = degrade.gaussian_noise(rng, lr, noise)
-        elif DEGRADATIONS[kind] == "blur":
-            lr = degrade.gaussian_blur(lr, blur)
-        elif DEGRADATIONS[kind] == "jpeg":
-            lr = degrade.jpeg(lr, quality)
-        ex[f"lr{s}"], ex[f"gt{s}"] = lr.astype(np.float32), gt.astype(np.float32)
-    return ex
-
-
-def example_fn(config, source):
-    dcfg = config.data
-    n = len(source) if not dcfg.limit else min(dcfg.limit, len(source))
-
-    def fn(rng):
-        face = input_face(rng, source[int(rng.integers(n))]["image"], dcfg.face_size, dcfg.input_size)
-        return make_pairs(rng, face, dcfg)
-
-    return fn
-
-
-def _check_config(config):
-    d = config.data
-    if d.input_size % (4 * 2 ** (d.scales - 1) * 2**config.model.n_down):
-        raise ConfigError(
-            f"config data.input_size={d.input_size} must be a multiple of 4·2^(scales−1)·2^model.n_down "
-            f"= {4 * 2 ** (d.scales - 1) * 2**config.model.n_down}"
-        )
-    if d.face_size and d.face_size < d.input_size:
-        raise ConfigError(f"config data.face_size={d.face_size} is smaller than data.input_size={d.input_size}")
-
-
-def build(config) -> trainer.Task:
-    from methods import face_sr_eval
-
-    _check_config(config)
-    backbone = vgg.load_backbone(
-        config.backbone, config.vgg19_weights, width=config.model.vgg_width, seed=config.seed, random_init="he"
-    )
-    nets = Nets(config, backbone)
-
-    def train_data(seed):
-        min_size = 0 if config.data.face_size else config.data.input_size
-        source = data.make_source(config.data.train, min_size=min_size)
-        return data.train_pipeline(
-            example_fn(config, source), batch_size=config.batch_size, seed=seed, num_threads=config.data.threads
-        )
-
-    def step(state, batch, key, frozen):
-        return train_step(state, batch, key, frozen, nets=nets)
-
-    ev = face_sr_eval.Evaluator(config, nets)
-    return trainer.Task(
-        init=lambda key: init_state(key, nets, config),
-        train_step=step,
-        train_data=train_data,
-        frozen={"vgg": backbone.variables},
-        samples=ev.train_samples,
-        evaluate=ev.evaluate,
-        predict=ev.predict,
-        metadata={
-            "method": "face_sr",
-            **backbone.metadata(),
-            "vgg_layers": ",".join(nets.layers),
-            "vgg_feature_scale": nets.feature_scale,
-        },
-        images_per_step=config.batch_size,
-    )

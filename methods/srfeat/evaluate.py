@@ -12,23 +12,15 @@ border shaved.
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import data, imageio, lpips, metrics, resize
+from common import evaluation, imageio, lpips, metrics, resize
 
-FALLBACK_EVAL = "builtin:grace_hopper"
-
-
-def eval_spec(config) -> str:
-    """The configured evaluation sets, or Set5 + Set14 from ../shared/data, or a builtin photo."""
-    if config.eval.data:
-        return config.eval.data
-    found = [p for p in (data.shared_data_dir("set5"), data.shared_data_dir("set14")) if p]
-    return ",".join(found) if found else FALLBACK_EVAL
+FALLBACK_EVAL = "builtin:grace_hopper"  # not a training image
+SHARED_SETS = ("set5", "set14")
+METRICS = ("psnr", "ssim", "lpips")
 
 
 def y_scores(sr: np.ndarray, hr: np.ndarray, border: int) -> dict:
@@ -51,61 +43,54 @@ def _crop_centre(img, size):
 
 
 class Evaluator:
-    def __init__(self, config, nets):
+    """Evaluation, samples and prediction, given the test-time generator `upscale(state, lr)`."""
+
+    def __init__(self, config, upscale):
         self.config = config
-        self.nets = nets
         self.scale = config.model.scale
-        self._g = jax.jit(nets.upscale)
+        self._g = jax.jit(upscale)
 
     def upscale(self, state, lr: np.ndarray) -> np.ndarray:
         """G on one LR image of any size (reflect-padded to the bucket, output cropped), clipped to [0, 1]."""
-        return imageio.apply_padded(lambda x: self._g(state, x), lr, self.config.eval.bucket, self.scale)
+        return evaluation.padded(lambda x: self._g(state, x), lr, self.config.eval.bucket, self.scale)
 
-    def train_samples(self, state, frozen, batch) -> np.ndarray:
-        del frozen
+    def train_samples(self, state, batch) -> np.ndarray:
         rows = []
         for lr, hr in zip(batch["lr"][:3], batch["hr"][:3], strict=True):
             bic = np.clip(resize.imresize(lr, self.scale), 0, 1)
             rows.append([bic, self.upscale(state, lr), hr])
         return imageio.grid(rows)
 
-    def evaluate(self, state, frozen, outdir: str) -> dict:
-        del frozen
+    def evaluate(self, state, outdir: str) -> dict:
         s = self.scale
         results = {"scale": s, "border": s, "channel": "Y (BT.601)", "lpips_net": "alex", "sets": {}}
-        rows = []
-        for name, source in data.image_sets(eval_spec(self.config)):
-            per = []
-            for i in range(len(source)):
-                item = source[i]
-                hr = resize.modcrop(item["image"], s)
-                lr = resize.quantize(resize.imresize(hr, 1.0 / s))
-                bic = resize.quantize(resize.imresize(lr, s))
-                sr = resize.quantize(self.upscale(state, lr))
-                per.append(
-                    {
-                        "image": os.path.basename(item["name"]),
-                        "bicubic": y_scores(bic, hr, s),
-                        "model": y_scores(sr, hr, s),
-                    }
-                )
-                if len(rows) < self.config.eval.num_samples:
-                    rows.append([_crop_centre(x, 192) for x in (bic, sr, hr)])
-            summary = {
-                k: {m: float(np.mean([p[k][m] for p in per])) for m in ("psnr", "ssim", "lpips")}
-                for k in ("bicubic", "model")
+
+        def score(i, item):
+            hr = resize.modcrop(item["image"], s)
+            lr = resize.quantize(resize.imresize(hr, 1.0 / s))
+            bic = resize.quantize(resize.imresize(lr, s))
+            sr = resize.quantize(self.upscale(state, lr))
+            record = {
+                "image": evaluation.image_name(item),
+                "bicubic": y_scores(bic, hr, s),
+                "model": y_scores(sr, hr, s),
             }
+            return record, [_crop_centre(x, 192) for x in (bic, sr, hr)]
+
+        rows = []
+        for name, source in evaluation.eval_sets(self.config.eval.data, SHARED_SETS, FALLBACK_EVAL):
+            per, set_rows = evaluation.score_images(source, score, num_samples=self.config.eval.num_samples - len(rows))
+            rows += set_rows
+            summary = evaluation.means(per, ("bicubic", "model"), METRICS)
             results["sets"][name] = {
                 "num_images": len(per),
                 **summary,
                 "psnr_gain_over_bicubic": summary["model"]["psnr"] - summary["bicubic"]["psnr"],
                 "images": per,
             }
-        if rows:
-            imageio.save_png(os.path.join(outdir, "samples.png"), imageio.grid(rows))
+        evaluation.save_samples(outdir, rows)
         return results
 
-    def predict(self, state, frozen, input_path: str, output_path: str) -> list[str]:
+    def predict(self, state, input_path: str, output_path: str) -> list[str]:
         """Upscales an image (→ PNG file) or every image of a folder (→ PNGs under a folder) by the scale."""
-        del frozen
         return imageio.predict_images(input_path, output_path, lambda img: self.upscale(state, img))

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from common import data, imageio, metrics
-from methods import defocus_data
+from common import data, evaluation, imageio, metrics
+from methods.defocus import data as defocus_data
 
 # ----------------------------------------------------------------------------- no-learning baseline
 
@@ -49,19 +49,12 @@ def apply_blur_measure(img, ab):
 # ----------------------------------------------------------------------------- evaluator
 
 
-def _pad16(img):
-    h, w = img.shape[:2]
-    ph, pw = (-h) % 16, (-w) % 16
-    return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect") if (ph or pw) else img
-
-
 class Evaluator:
-    def __init__(self, config, nets):
-        from methods import defocus
+    """Evaluation, samples and prediction of B, given its test-time function `predict_maps(state, images)`."""
 
+    def __init__(self, config, predict_maps):
         self.config = config
-        self.nets = nets
-        self._predict = jax.jit(lambda s, x: defocus.predict_maps(s, x, nets=nets))
+        self._predict = jax.jit(predict_maps)
         self._sources = {}
 
     def _source(self, which: str):
@@ -79,8 +72,11 @@ class Evaluator:
             out.append(np.asarray(self._predict(state, jnp.asarray(images[i : i + bs]))))
         return np.concatenate(out)
 
-    def train_samples(self, state, frozen, batch) -> np.ndarray:
-        del frozen
+    def whole_map(self, state, img: np.ndarray) -> np.ndarray:
+        """(H, W) map of one image of any size ≥ 16 (reflect-padded to a multiple of 16, cropped back)."""
+        return evaluation.padded(lambda x: self.maps(state, x), img, 16, mode="reflect")[..., 0]
+
+    def train_samples(self, state, batch) -> np.ndarray:
         x, y = batch["syn_image"][:3], batch["syn_label"][:3]
         p = np.asarray(self._predict(state, jnp.asarray(x)))
         rows = [[x[i], y[i, ..., 0], p[i, ..., 0]] for i in range(len(x))]
@@ -124,8 +120,7 @@ class Evaluator:
         fn = lambda rng: defocus_data.synthetic_example(rng, source, dcfg)
         return data.fixed_set(fn, n, self.config.seed + 777)
 
-    def evaluate(self, state, frozen, outdir: str) -> dict:
-        del frozen
+    def evaluate(self, state, outdir: str) -> dict:
         train_ref = self._train_reference()
         const = float(np.mean([e["label"].mean() for e in train_ref]))
         ab = fit_blur_measure(train_ref)
@@ -164,9 +159,7 @@ class Evaluator:
         masked, kind = self.masked_set()
         scores, meas_scores, labels = [], [], []
         for e in masked:
-            h, w = e["image"].shape[:2]
-            p = self.maps(state, _pad16(e["image"])[None])[0, :h, :w, 0]
-            scores.append(p.ravel())
+            scores.append(self.whole_map(state, e["image"]).ravel())
             meas_scores.append(apply_blur_measure(e["image"], ab).ravel())
             labels.append(e["mask"][..., 0].ravel())
         scores, meas_scores, labels = map(np.concatenate, (scores, meas_scores, labels))
@@ -211,13 +204,11 @@ class Evaluator:
         fig.savefig(os.path.join(outdir, "pr_curve.png"), dpi=120)
         plt.close(fig)
         n = min(6, len(x))
-        rows = [[x[i], y[i, ..., 0], meas[i, ..., 0], pred[i, ..., 0]] for i in range(n)]
-        imageio.save_png(os.path.join(outdir, "samples.png"), imageio.grid(rows))
+        evaluation.save_samples(outdir, [[x[i], y[i, ..., 0], meas[i, ..., 0], pred[i, ..., 0]] for i in range(n)])
 
     # -- prediction
-    def predict(self, state, frozen, input_path: str, output_path: str) -> list[str]:
+    def predict(self, state, input_path: str, output_path: str) -> list[str]:
         """Defocus map(s) of an image or a folder: colour-mapped PNG + raw 16-bit PNG each."""
-        del frozen
         import matplotlib
 
         pairs = imageio.predict_pairs(input_path, output_path)
@@ -228,7 +219,7 @@ class Evaluator:
             h, w = img.shape[:2]
             if min(h, w) < 16:
                 raise imageio.ImageError(f"{src}: image is {h}x{w}; DMENet needs at least 16x16 pixels")
-            m = self.maps(state, _pad16(img)[None])[0, :h, :w, 0]
+            m = self.whole_map(state, img)
             imageio.save_png(dst, cmap(m)[..., :3])
             raw = os.path.splitext(dst)[0] + "_raw16.png"
             imageio.save_png(raw, m, bits=16)

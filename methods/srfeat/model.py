@@ -21,8 +21,6 @@ passes are shared by both steps (exact: neither depends on D).
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
 import flax
@@ -30,9 +28,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from common import checkpoint, data, gan, layers, metrics, resize, trainer, vgg
+from common import checkpoint, gan, layers, metrics, optim, vgg
 from common.errors import ConfigError
 
 # ----------------------------------------------------------------------------- networks
@@ -121,8 +118,7 @@ class Nets:
         self.gan_stage = config.stage == "gan"
         self.discs = tuple(n for n in ("image", "feature") if self.gan_stage and config.disc[n])
         o = config.gan if self.gan_stage else config.pretrain
-        sched = optax.exponential_decay(o.lr, o.decay_steps, o.decay, staircase=True)
-        self.tx = optax.adam(sched, b1=o.b1, eps=o.eps)
+        self.tx = optim.adam_with_decay(o, eps=o.eps)
 
     def feature_shape(self, hr_size: int) -> tuple[int, int, int]:
         side = hr_size // 16  # four 2x2 max-pools before conv5_4
@@ -171,8 +167,8 @@ def pretrain_step(state: State, batch: dict, nets: Nets):
         return jnp.mean(pixel_loss(sr, hr)), (sr, upd["batch_stats"])
 
     (loss, (sr, g_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g)
-    upd, opt_g = nets.tx.update(grads, state.opt_g, state.g)
-    new = state.replace(step=state.step + 1, g=optax.apply_updates(state.g, upd), g_stats=g_stats, opt_g=opt_g)
+    g, opt_g = optim.apply_update(nets.tx, grads, state.g, state.opt_g)
+    new = state.replace(step=state.step + 1, g=g, g_stats=g_stats, opt_g=opt_g)
     return new, {"loss/pixel": loss, "train/psnr": jnp.mean(metrics.psnr(jnp.clip(sr, 0, 1), hr))}
 
 
@@ -210,8 +206,7 @@ def gan_step(state: State, batch: dict, frozen, nets: Nets):
     (l_d, (aux, d_stats)), g_d = jax.value_and_grad(d_loss_fn, has_aux=True)(state.d)
     d_new, opt_d = {}, {}
     for name in nets.discs:
-        upd, opt_d[name] = nets.tx.update(g_d[name], state.opt_d[name], state.d[name])
-        d_new[name] = optax.apply_updates(state.d[name], upd)
+        d_new[name], opt_d[name] = optim.apply_update(nets.tx, g_d[name], state.d[name], state.opt_d[name])
     out.update(aux)
     out["loss/d"] = l_d
 
@@ -232,13 +227,13 @@ def gan_step(state: State, batch: dict, frozen, nets: Nets):
     (l_g, terms), (gr_sr, gr_phi) = jax.value_and_grad(g_loss_fn, argnums=(0, 1), has_aux=True)(sr, phi_sr)
     (gr_sr_phi,) = phi_vjp(gr_phi)
     (grads,) = g_vjp(gr_sr + gr_sr_phi)
-    upd, opt_g = nets.tx.update(grads, state.opt_g, state.g)
+    g, opt_g = optim.apply_update(nets.tx, grads, state.g, state.opt_g)
     out.update({f"loss/{k}": v for k, v in terms.items()})
     out["loss/g"] = l_g
     out["train/psnr"] = jnp.mean(metrics.psnr(jnp.clip(sr, 0, 1), hr))
     new = state.replace(
         step=state.step + 1,
-        g=optax.apply_updates(state.g, upd),
+        g=g,
         opt_g=opt_g,
         d=d_new,
         d_stats=d_stats,
@@ -255,26 +250,6 @@ def train_step(state: State, batch: dict, key, frozen, *, nets: Nets):
     return pretrain_step(state, batch, nets)
 
 
-# ----------------------------------------------------------------------------- data
-
-
-def example_fn(config, source):
-    """rng -> {"lr", "hr"}: a random HR patch (flips/rot90) and its MATLAB-bicubic down-sampling."""
-    s = config.model.scale
-    hr_size = config.data.lr_size * s
-
-    def fn(rng):
-        item = source[int(rng.integers(len(source)))]
-        (hr,) = data.random_crop(rng, hr_size, item["image"])
-        (hr,) = data.random_flip_rot(rng, hr)
-        lr = resize.imresize(hr, 1.0 / s)
-        if config.data.quantize_lr:
-            lr = resize.quantize(lr)
-        return {"lr": lr.astype(np.float32), "hr": hr.astype(np.float32)}
-
-    return fn
-
-
 # ----------------------------------------------------------------------------- stage-2 initialisation
 
 
@@ -282,112 +257,16 @@ def _shapes(tree) -> dict[str, tuple]:
     return {jax.tree_util.keystr(p): tuple(np.shape(v)) for p, v in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def load_pretrained_generator(workdir: str, abstract_g, abstract_stats):
-    """(g, g_stats) from the latest checkpoint of a stage-1 run, checked against this config's shapes."""
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(ckpt_dir):
-        raise ConfigError(f"config init_from={workdir!r}: no checkpoints/ folder there (train stage 1 first)")
-    ck = checkpoint.Checkpointer(ckpt_dir)
-    try:
-        step = ck.latest_step()
-        if step is None:
-            raise ConfigError(f"config init_from={workdir!r}: checkpoints/ holds no step")
-        raw = ck.restore_raw(step)
-    finally:
-        ck.close()
-    if not isinstance(raw, dict) or "g" not in raw or "g_stats" not in raw:
-        raise ConfigError(f"config init_from={workdir!r}: step {step} is not an SRFeat checkpoint (no generator)")
+def load_generator(run: checkpoint.Run, abstract_g, abstract_stats, *, what: str):
+    """(g, g_stats) of an SRFeat run (common.checkpoint.load_run), checked against this config's shapes."""
     out = []
-    for tree, ref in ((raw["g"], abstract_g), (raw["g_stats"], abstract_stats)):
+    for tree, ref in ((run.state["g"], abstract_g), (run.state["g_stats"], abstract_stats)):
         got, want = _shapes(tree), _shapes(ref)
         if got != want:
             diff = sorted(set(got.items()) ^ set(want.items()))[:3]
             raise ConfigError(
-                f"config init_from={workdir!r}: its generator does not match this config "
-                f"(model.channels/blocks/scale?); first differences {diff}"
+                f"{what}: its generator does not match this config (model.channels/blocks/scale?); "
+                f"first differences {diff}"
             )
         out.append(jax.tree.map(lambda x, r: np.asarray(x, r.dtype), tree, ref))
-    return tuple(out), step
-
-
-# ----------------------------------------------------------------------------- task
-
-
-def _check_config(config):
-    upsampling_factors(config.model.scale)
-    if config.stage not in ("pretrain", "gan"):
-        raise ConfigError(f"config stage={config.stage!r}: expected 'pretrain' or 'gan'")
-    if config.disc.schedule not in ("alternate", "simultaneous"):
-        raise ConfigError(f"config disc.schedule={config.disc.schedule!r}: expected 'alternate' or 'simultaneous'")
-    if config.stage == "gan":
-        if not config.init_from:
-            raise ConfigError(
-                "config stage=gan needs --config.init_from=WORKDIR of a stage-1 (pretrain) run "
-                "(or --config.init_from=scratch to start the generator from random weights)"
-            )
-        if not (config.disc.image or config.disc.feature):
-            raise ConfigError("config stage=gan with disc.image=False and disc.feature=False: no discriminator left")
-        if config.data.lr_size * config.model.scale < 16:
-            raise ConfigError("config data.lr_size * model.scale must be >= 16 (VGG-19 conv5_4 is 1/16 resolution)")
-    elif config.init_from not in ("", "scratch"):
-        raise ConfigError(f"config init_from={config.init_from!r} is only used with stage=gan")
-
-
-def build(config) -> trainer.Task:
-    """Everything the trainer needs for SRFeat under `config` (stage 1 or 2)."""
-    from methods import srfeat_eval
-
-    _check_config(config)
-    stage_cfg = config.gan if config.stage == "gan" else config.pretrain
-    if config.total_steps <= 0:
-        config.total_steps = int(stage_cfg.steps)
-    frozen, backbone = {}, None
-    if config.stage == "gan":
-        backbone = vgg.load_backbone(
-            config.backbone, config.vgg19_weights, width=config.loss.vgg_width, seed=config.seed, random_init="he"
-        )
-        frozen = {"vgg": backbone.variables}
-    nets = Nets(config, backbone)
-
-    g_init, init_step = None, None
-    if config.stage == "gan" and config.init_from != "scratch":
-        n = config.data.lr_size
-        abstract = jax.eval_shape(lambda: nets.g.init(jax.random.key(0), jnp.zeros((1, n, n, 3)), train=False))
-        g_init, init_step = load_pretrained_generator(
-            os.path.abspath(config.init_from), abstract["params"], abstract["batch_stats"]
-        )
-        print(f"stage 2: generator initialised from {config.init_from} step {init_step}", flush=True)
-
-    def init(key):
-        gi = jax.tree.map(jnp.asarray, g_init) if g_init is not None else None
-        return init_state(key, nets, config, gi)
-
-    def step(state, batch, key, frozen_):
-        return train_step(state, batch, key, frozen_, nets=nets)
-
-    def train_data(seed):
-        source = data.make_source(config.data.train, min_size=config.data.lr_size * config.model.scale)
-        return data.train_pipeline(
-            example_fn(config, source), batch_size=config.batch_size, seed=seed, num_threads=config.data.threads
-        )
-
-    ev = srfeat_eval.Evaluator(config, nets)
-    return trainer.Task(
-        init=init,
-        train_step=step,
-        train_data=train_data,
-        frozen=frozen,
-        samples=ev.train_samples,
-        evaluate=ev.evaluate,
-        predict=ev.predict,
-        metadata={
-            "method": "srfeat",
-            "stage": config.stage,
-            "scale": config.model.scale,
-            "init_from": json.dumps([config.init_from, init_step]) if config.init_from else "",
-            "discriminators": ",".join(nets.discs),
-            **(backbone.metadata() if backbone else {"vgg_arch": "unused (stage 1)"}),
-            "vgg_feature_scale": nets.feature_scale,
-        },
-        images_per_step=config.batch_size,
-    )
+    return tuple(out)

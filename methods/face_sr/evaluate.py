@@ -17,14 +17,12 @@ true faces (few images: biased upwards, comparable only on the same faces).
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from common import data, fid, imageio, lpips, metrics, resize
+from common import data, evaluation, fid, imageio, lpips, metrics, resize
 
 FALLBACK_EVAL = "builtin:astronaut+grace_hopper"
 
@@ -44,39 +42,34 @@ def scores(out, ref) -> dict:
     }
 
 
+METRICS = ("psnr", "ssim", "sharpness", "lpips")
+
+
 class Evaluator:
-    def __init__(self, config, nets):
+    """Evaluation, samples and prediction, given the generator `upscale(state, lr)`."""
+
+    def __init__(self, config, upscale):
         self.config = config
-        self.nets = nets
-        self._g = jax.jit(nets.upscale)
+        self._g = jax.jit(upscale)
 
     def upscale(self, state, lr: np.ndarray) -> np.ndarray:
         """x4 of one image (reflect-padded to the generator's multiple, output cropped), clipped."""
-        return imageio.apply_padded(lambda x: self._g(state, x), lr, 2**self.config.model.n_down, 4)
+        return evaluation.padded(lambda x: self._g(state, x), lr, 2**self.config.model.n_down, 4)
 
-    def train_samples(self, state, frozen, batch) -> np.ndarray:
-        del frozen
+    def train_samples(self, state, batch) -> np.ndarray:
         rows = []
         for lr, gt in zip(batch["lr0"][:3], batch["gt0"][:3], strict=True):
             rows.append([np.clip(resize.imresize(lr, 4), 0, 1), self.upscale(state, lr), gt])
         return imageio.grid(rows)
 
-    def _faces(self):
-        spec = self.config.eval.data or data.shared_data_dir("celeba_hq") or FALLBACK_EVAL
-        (_, source), *_ = data.image_sets(spec)
-        return spec, source
-
-    def evaluate(self, state, frozen, outdir: str) -> dict:
-        del frozen
+    def evaluate(self, state, outdir: str) -> dict:
         ev = self.config.eval
-        spec, source = self._faces()
-        n = len(source) if not ev.max_images else min(ev.max_images, len(source))
-        groups = {"train_inputs": [], "held_out": []}
+        spec = evaluation.eval_spec(ev.data, ("celeba_hq",), FALLBACK_EVAL)
+        (_, source), *_ = data.image_sets(spec)  # the first set
         fid_net = fid.FID(ev.inception_weights) if ev.inception_weights else None
-        feats = {g: {"bicubic": [], "model": [], "truth": []} for g in groups}
-        rows = []
-        for i in range(n):
-            item = source[i]
+        feats = {g: {"bicubic": [], "model": [], "truth": []} for g in ("train_inputs", "held_out")}
+
+        def score(i, item):
             hr = item["image"]
             if ev.hr_size and hr.shape[:2] != (ev.hr_size, ev.hr_size):
                 hr = np.clip(resize.imresize(hr, output_shape=(ev.hr_size, ev.hr_size)), 0, 1)
@@ -84,39 +77,36 @@ class Evaluator:
             lr = resize.quantize(resize.imresize(hr, 0.25))
             bic = resize.quantize(resize.imresize(lr, 4))
             sr = resize.quantize(self.upscale(state, lr))
-            rec = {"image": os.path.basename(item["name"]), "bicubic": scores(bic, hr), "model": scores(sr, hr)}
             group = "train_inputs" if i < ev.train_count else "held_out"
-            groups[group].append(rec)
+            record = {"image": evaluation.image_name(item), "group": group}
+            record.update(bicubic=scores(bic, hr), model=scores(sr, hr))
             if fid_net is not None:
                 for k, img in (("bicubic", bic), ("model", sr), ("truth", hr)):
                     feats[group][k].append(fid_net.features([img])[0])
-            if len(rows) < ev.num_samples:
-                c = min(256, hr.shape[0])
-                y0 = (hr.shape[0] - c) // 2
-                rows.append([x[y0 : y0 + c, y0 : y0 + c] for x in (bic, sr, hr)])
+            c = min(256, hr.shape[0])
+            y0 = (hr.shape[0] - c) // 2
+            return record, [x[y0 : y0 + c, y0 : y0 + c] for x in (bic, sr, hr)]
+
+        records, rows = evaluation.score_images(source, score, limit=ev.max_images, num_samples=ev.num_samples)
         results = {"faces": spec, "hr_size": ev.hr_size, "lpips_net": "alex"}
         if fid_net is None:
             results["fid"] = "not computed (set eval.inception_weights; see common/fid.py)"
-        for name, recs in groups.items():
+        for name in ("train_inputs", "held_out"):
+            recs = [{k: v for k, v in r.items() if k != "group"} for r in records if r["group"] == name]
             if not recs:
                 continue
             results[name] = {
                 "num_images": len(recs),
-                **{
-                    k: {m: float(np.mean([r[k][m] for r in recs])) for m in ("psnr", "ssim", "sharpness", "lpips")}
-                    for k in ("bicubic", "model")
-                },
+                **evaluation.means(recs, ("bicubic", "model"), METRICS),
                 "images": recs,
             }
             if fid_net is not None:
                 truth = fid.statistics(np.stack(feats[name]["truth"]))
                 for k in ("bicubic", "model"):
                     results[name][k]["fid"] = fid.frechet_distance(*fid.statistics(np.stack(feats[name][k])), *truth)
-        if rows:
-            imageio.save_png(os.path.join(outdir, "samples.png"), imageio.grid(rows))
+        evaluation.save_samples(outdir, rows)
         return results
 
-    def predict(self, state, frozen, input_path: str, output_path: str) -> list[str]:
+    def predict(self, state, input_path: str, output_path: str) -> list[str]:
         """x4 of a face image or a folder (256 → 1024)."""
-        del frozen
         return imageio.predict_images(input_path, output_path, lambda img: self.upscale(state, img))

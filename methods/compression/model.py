@@ -29,19 +29,10 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from common import coding_tables, data, entropy, trainer
+from common import coding_tables, entropy, optim
 from common.errors import ConfigError
-
-# CompressAI's MSE λ per quality (L = λ·255²·MSE + bpp), and its (N, M) per quality.
-LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
-
-
-def channels_for_quality(q: int) -> tuple[int, int]:
-    return (128, 192) if q <= 5 else (192, 320)
-
 
 # ----------------------------------------------------------------------------- networks
 
@@ -240,6 +231,8 @@ def make_optimizer(config) -> optax.GradientTransformation:
 
 
 class Nets:
+    """The model definition and its optimizer (static: never pytree leaves)."""
+
     def __init__(self, config):
         self.config = config
         m = config.model
@@ -304,72 +297,8 @@ def losses(params, x, key, *, nets: Nets):
 
 
 def train_step(state: State, batch: dict, key, frozen, *, nets: Nets):
-    """One Adam step on L_total (networks) and the aux loss (quantiles). Pure."""
+    """One Adam step on L_total (networks) and the aux loss (quantiles). Pure; `key` draws the noise u."""
     del frozen
-    key = jax.random.fold_in(key, state.step)
     (_, (metrics_, _)), grads = jax.value_and_grad(losses, has_aux=True)(state.params, batch["image"], key, nets=nets)
-    updates, opt_state = nets.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    params, opt_state = optim.apply_update(nets.tx, grads, state.params, state.opt_state)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics_
-
-
-# ----------------------------------------------------------------------------- data
-
-
-def example_fn(config, source):
-    """rng -> {"image": a random crop (flipped/rotated) of a training image}."""
-    dc = config.data
-
-    def fn(rng):
-        (x,) = data.random_crop(rng, dc.crop, source[int(rng.integers(len(source)))]["image"])
-        (x,) = data.random_flip_rot(rng, x)
-        return {"image": np.ascontiguousarray(x, np.float32)}
-
-    return fn
-
-
-def _check_config(config):
-    m = config.model
-    if m.prior not in ("factorized", "hyperprior"):
-        raise ConfigError(f"config model.prior={m.prior!r}: use 'factorized' or 'hyperprior'")
-    mult = 64 if m.prior == "hyperprior" else 16
-    if config.data.crop % mult:
-        raise ConfigError(f"config data.crop={config.data.crop} must be a multiple of {mult} for the {m.prior} model")
-    if config.loss.fi_norm not in ("mse", "l2"):
-        raise ConfigError(f"config loss.fi_norm={config.loss.fi_norm!r}: use 'mse' or 'l2'")
-    if config.loss.lambda1 <= 0:
-        raise ConfigError(f"config loss.lambda1={config.loss.lambda1} must be > 0")
-
-
-def build(config) -> trainer.Task:
-    from methods import compression_eval
-
-    _check_config(config)
-    nets = Nets(config)
-
-    def train_data(seed):
-        source = data.make_source(config.data.train, min_size=config.data.crop)
-        return data.train_pipeline(
-            example_fn(config, source), batch_size=config.batch_size, seed=seed, num_threads=config.data.threads
-        )
-
-    def step(state, batch, key, frozen):
-        return train_step(state, batch, key, frozen, nets=nets)
-
-    ev = compression_eval.Evaluator(config, nets)
-    return trainer.Task(
-        init=lambda key: init_state(key, nets, config),
-        train_step=step,
-        finalize=lambda state: finalize(state, nets=nets),
-        train_data=train_data,
-        samples=ev.train_samples,
-        evaluate=ev.evaluate,
-        predict=ev.predict,
-        metadata={
-            "method": "compression",
-            "prior": config.model.prior,
-            "lambda1": config.loss.lambda1,
-            "lambda2": config.loss.lambda2,
-        },
-        images_per_step=config.batch_size,
-    )

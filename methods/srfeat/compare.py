@@ -1,6 +1,6 @@
 """Side-by-side crops of SRFeat runs on one image, labelled with each crop's PSNR (Y) and LPIPS.
 
-    python -m methods.srfeat_compare runs/srfeat_m runs/srfeat_if --image ../shared/data/set14/baboon.png \\
+    python -m methods.srfeat.compare runs/srfeat_m runs/srfeat_if --image ../shared/data/set14/baboon.png \\
         --box 100,100,96 --out runs/srfeat_crops.png [--labels "SRFeat_M,SRFeat_IF"]
 
 The image is the HR reference: it is cropped to a multiple of the scale and
@@ -13,29 +13,26 @@ The scores are those of the whole image, as in eval/metrics.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import imageio, resize
+from common import checkpoint, evaluation, imageio, resize
 from common.errors import UserError
-from methods import srfeat, srfeat_eval
+from methods.srfeat import evaluate, model
 
 
 def upscaler(workdir: str):
     """x-scale function of a run's latest generator (its own config.json), and the scale."""
-    cfg_path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(cfg_path):
-        raise UserError(f"{workdir}: not a run folder (no config.json)")
-    m = json.load(open(cfg_path))["model"]
-    g = srfeat.Generator(channels=m["channels"], blocks=m["blocks"], scale=m["scale"], long_skip=m["long_skip"])
+    run = checkpoint.load_run(workdir, what=workdir, method="srfeat", needs=("g", "g_stats"))
+    m = run.config["model"]
+    g = model.Generator(channels=m["channels"], blocks=m["blocks"], scale=m["scale"], long_skip=m["long_skip"])
     abstract = jax.eval_shape(lambda: g.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False))
-    (params, stats), _ = srfeat.load_pretrained_generator(workdir, abstract["params"], abstract["batch_stats"])
+    params, stats = model.load_generator(run, abstract["params"], abstract["batch_stats"], what=workdir)
     fn = jax.jit(lambda x: g.apply({"params": params, "batch_stats": stats}, x, train=False))
-    return (lambda lr: imageio.apply_padded(fn, lr, 32, m["scale"])), m["scale"]
+    return (lambda lr: evaluation.padded(fn, lr, 32, m["scale"])), m["scale"]
 
 
 def main(argv=None):
@@ -68,7 +65,7 @@ def main(argv=None):
         ax.imshow(np.clip(img[y : y + s, x : x + s], 0, 1), interpolation="nearest")
         ax.set_xticks([]), ax.set_yticks([])
         if lab != "HR":
-            sc = srfeat_eval.y_scores(img, hr, scale)
+            sc = evaluate.y_scores(img, hr, scale)
             lab = f"{lab}\n{sc['psnr']:.2f} dB  LPIPS {sc['lpips']:.3f}"
         ax.set_title(lab, fontsize=8)
     fig.tight_layout()

@@ -21,14 +21,13 @@ contrast / desaturated, seeded per image) and measures, against the original:
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from common import data, degrade, imageio, lpips, metrics, resize
+from common import checkpoint, degrade, evaluation, imageio, lpips, metrics, resize
+from methods.tone import data as tone_data
 
 FALLBACK_EVAL = "builtin:grace_hopper"
 
@@ -51,6 +50,9 @@ def halo(out: np.ndarray, ref: np.ndarray, sigma: float = 6.0, band: int = 8) ->
     return float(np.mean(np.abs(hp(lo) - hp(lr))[edges]))
 
 
+METRICS = ("psnr", "ssim", "delta_e", "halo", "lpips")
+
+
 def _scores(img, ref) -> dict:
     a, b = jnp.asarray(img)[None], jnp.asarray(ref)[None]
     return {
@@ -63,14 +65,12 @@ def _scores(img, ref) -> dict:
 
 
 class Evaluator:
-    def __init__(self, config, nets):
-        from methods import tone
+    """Evaluation, samples and prediction, given G at test time `enhance(state, x)` and C `invert(c, y)`."""
 
+    def __init__(self, config, *, enhance, invert):
         self.config = config
-        self.nets = nets
-        self._tone = tone
-        self._g = jax.jit(nets.enhance)
-        self._c = jax.jit(lambda c, y: nets.c.apply({"params": c}, y))
+        self._g = jax.jit(enhance)
+        self._c = jax.jit(invert)
         self._fixed_c = None
 
     def inverse_params(self, state):
@@ -79,41 +79,20 @@ class Evaluator:
         if not src:
             return state.c
         if self._fixed_c is None:
-            from common import checkpoint
-            from common.errors import ConfigError
-
-            path = os.path.join(os.path.abspath(src), "checkpoints")
-            if not os.path.isdir(path):
-                raise ConfigError(f"config eval.inverse_from={src!r}: no checkpoint under {path}")
-            ck = checkpoint.Checkpointer(path)
-            try:
-                if ck.latest_step() is None:
-                    raise ConfigError(f"config eval.inverse_from={src!r}: no checkpoint under {path}")
-                raw = ck.restore_raw()
-            finally:
-                ck.close()
-            if "c" not in raw:
-                raise ConfigError(f"config eval.inverse_from={src!r}: not a tone checkpoint (no inverse network C)")
-            self._fixed_c = jax.tree.map(jnp.asarray, raw["c"])
+            run = checkpoint.load_run(src, what=f"config eval.inverse_from={src!r}", method="tone", needs=("c",))
+            self._fixed_c = jax.tree.map(jnp.asarray, run.state["c"])
         return self._fixed_c
 
     def enhance(self, state, x: np.ndarray) -> np.ndarray:
         """G on one image of any size ≥ 8x8 (reflect-padded to a multiple of 4), clipped to [0, 1]."""
-        return imageio.apply_padded(lambda xp: self._g(state, xp), x, 4)
+        return evaluation.padded(lambda xp: self._g(state, xp), x, 4)
 
-    def train_samples(self, state, frozen, batch) -> np.ndarray:
-        del frozen
+    def train_samples(self, state, batch) -> np.ndarray:
         return imageio.grid(
             [[x, t, self.enhance(state, x)] for x, t in zip(batch["x"][:3], batch["target"][:3], strict=True)]
         )
 
-    def _spec(self):
-        if self.config.eval.data:
-            return self.config.eval.data
-        return data.shared_data_dir("kodak") or FALLBACK_EVAL
-
-    def evaluate(self, state, frozen, outdir: str) -> dict:
-        del frozen
+    def evaluate(self, state, outdir: str) -> dict:
         ev = self.config.eval
         params = dict(self.config.data.algorithm_params)
         c_params = self.inverse_params(state)
@@ -124,50 +103,43 @@ class Evaluator:
             "lpips_net": "alex",
             "sets": {},
         }
-        rows = []
-        for name, source in data.image_sets(self._spec()):
-            per = []
-            for i in range(len(source)):
-                item = source[i]
-                orig = item["image"]
-                scale = min(1.0, ev.max_side / max(orig.shape[:2]))
-                if scale < 1.0:
-                    orig = np.clip(resize.imresize(orig, scale), 0, 1)
-                x, curve = degrade.random_tone_curve(np.random.default_rng([ev.seed, i]), orig)
-                a = self._tone.enhance(x, self.config.data.algorithm, params)
-                g = self.enhance(state, x)
-                c = np.asarray(self._c(c_params, jnp.asarray(g[None])))[0]
-                per.append(
-                    {
-                        "image": os.path.basename(item["name"]),
-                        "curve": curve,
-                        "input": _scores(x, orig),
-                        "algorithm": _scores(a, orig),
-                        "model": _scores(g, orig),
-                        "model_psnr_to_algorithm": float(metrics.psnr(g[None], a[None])[0]),
-                        "inverse_mse": float(np.mean((c - x) ** 2)),
-                    }
-                )
-                if len(rows) < ev.num_samples:
-                    rows.append([orig, x, a, g])
-            summary = {
-                k: {m: float(np.mean([p[k][m] for p in per])) for m in ("psnr", "ssim", "delta_e", "halo", "lpips")}
-                for k in ("input", "algorithm", "model")
+
+        def score(i, item):
+            orig = item["image"]
+            scale = min(1.0, ev.max_side / max(orig.shape[:2]))
+            if scale < 1.0:
+                orig = np.clip(resize.imresize(orig, scale), 0, 1)
+            x, curve = degrade.random_tone_curve(np.random.default_rng([ev.seed, i]), orig)
+            a = tone_data.enhance(x, self.config.data.algorithm, params)
+            g = self.enhance(state, x)
+            c = np.asarray(self._c(c_params, jnp.asarray(g[None])))[0]
+            record = {
+                "image": evaluation.image_name(item),
+                "curve": curve,
+                "input": _scores(x, orig),
+                "algorithm": _scores(a, orig),
+                "model": _scores(g, orig),
+                "model_psnr_to_algorithm": float(metrics.psnr(g[None], a[None])[0]),
+                "inverse_mse": float(np.mean((c - x) ** 2)),
             }
+            return record, [orig, x, a, g]
+
+        rows = []
+        for name, source in evaluation.eval_sets(ev.data, ("kodak",), FALLBACK_EVAL):
+            per, set_rows = evaluation.score_images(source, score, num_samples=ev.num_samples - len(rows))
+            rows += set_rows
             results["sets"][name] = {
                 "num_images": len(per),
-                **summary,
+                **evaluation.means(per, ("input", "algorithm", "model"), METRICS),
                 "model_psnr_to_algorithm": float(np.mean([p["model_psnr_to_algorithm"] for p in per])),
                 "inverse_mse": float(np.mean([p["inverse_mse"] for p in per])),
                 "images": per,
             }
-        if rows:
-            imageio.save_png(os.path.join(outdir, "samples.png"), imageio.grid(rows))
+        evaluation.save_samples(outdir, rows)
         return results
 
-    def predict(self, state, frozen, input_path: str, output_path: str) -> list[str]:
+    def predict(self, state, input_path: str, output_path: str) -> list[str]:
         """Enhances an image or a folder at full resolution (any size ≥ 8x8)."""
-        del frozen
         return imageio.predict_images(
             input_path, output_path, lambda img: self.enhance(state, img), min_side=8, what="tone enhancement"
         )

@@ -1,11 +1,11 @@
-"""Naturalness-preserving tone enhancement with an inverse network (seed 001).
+"""Tone enhancement with an inverse network (seed 001): networks, losses, state and the train step.
 
     x ──► G ──► G(x) ──► D (naturalness, 0..1)        y (natural photos) ──► D
                   │
                   └──► C (inverse, fewer layers) ──► C(G(x)) ≈ x
 
-    I_D = A(x): a classical enhancement with FIXED parameters (registry in
-    `enhance`), strong but possibly unnatural: the colour target.
+    I_D = A(x): a classical enhancement with FIXED parameters (`data.ALGORITHMS`),
+    strong but possibly unnatural: the colour target.
 
 Losses (seed Eqs. 1-6; one function each):
     L_color    = MSE(G(x), I_D)         ('l1' or 'ssim' as options, seed [0060])
@@ -26,55 +26,9 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 
-from common import data, degrade, gan, layers, metrics, trainer
+from common import gan, layers, metrics, optim
 from common.errors import ConfigError
-
-# ----------------------------------------------------------------------------- fixed enhancement algorithms A
-
-
-def _clahe_saturation(img, clip_limit: float = 0.02, saturation: float = 1.5):
-    """CLAHE on the HSV value channel (scikit-image) + a saturation boost."""
-    from skimage import color, exposure
-
-    out = exposure.equalize_adapthist(img, clip_limit=clip_limit)
-    hsv = color.rgb2hsv(out)
-    hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 1)
-    return color.hsv2rgb(hsv)
-
-
-def _hist_eq(img, saturation: float = 1.3):
-    """Global histogram equalisation of the value channel + a saturation boost."""
-    from skimage import color, exposure
-
-    hsv = color.rgb2hsv(img)
-    hsv[..., 2] = exposure.equalize_hist(hsv[..., 2])
-    hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 1)
-    return color.hsv2rgb(hsv)
-
-
-def _sigmoid_contrast(img, gain: float = 8.0, cutoff: float = 0.45, gamma: float = 0.8):
-    """Gamma brightening followed by a sigmoid contrast curve (scikit-image)."""
-    from skimage import exposure
-
-    return exposure.adjust_sigmoid(exposure.adjust_gamma(img, gamma), cutoff=cutoff, gain=gain)
-
-
-ALGORITHMS = {"clahe_saturation": _clahe_saturation, "hist_eq": _hist_eq, "sigmoid_contrast": _sigmoid_contrast}
-
-
-def enhance(img: np.ndarray, name: str, params: dict) -> np.ndarray:
-    """I_D = A(img) with the configured algorithm and fixed parameters; float32 RGB in [0, 1]."""
-    if name not in ALGORITHMS:
-        raise ConfigError(f"config data.algorithm={name!r}: known algorithms are {', '.join(ALGORITHMS)}")
-    try:
-        out = ALGORITHMS[name](np.clip(img, 0, 1).astype(np.float64), **params)
-    except TypeError as e:
-        raise ConfigError(f"config data.algorithm_params={params} do not fit {name!r}: {e}") from e
-    return np.clip(out, 0, 1).astype(np.float32)
-
 
 # ----------------------------------------------------------------------------- networks
 
@@ -167,16 +121,19 @@ class Nets:
         self.g = Generator(width=m.width, blocks=m.blocks)
         self.d = naturalness_discriminator(m.d_width)
         self.c = InverseNet(layers=m.inverse_layers, channels=m.inverse_channels)
-        o = config.optim
-        sched = optax.exponential_decay(o.lr, o.decay_steps, o.decay, staircase=True)
-        self.tx = optax.adam(sched, b1=o.b1)
+        self.tx = optim.adam_with_decay(config.optim)
 
     def d_prob(self, d_params, img):
         """D's naturalness in (0, 1)."""
         return nn.sigmoid(self.d.apply({"params": d_params}, img, train=True))
 
     def enhance(self, state: State, x):
+        """G at test time (BatchNorm running statistics)."""
         return self.g.apply({"params": state.g, "batch_stats": state.g_stats}, x, train=False)
+
+    def invert(self, c_params, y):
+        """C(y) with the given inverse-network params."""
+        return self.c.apply({"params": c_params}, y)
 
 
 def init_state(key, nets: Nets, config) -> State:
@@ -201,8 +158,7 @@ def init_state(key, nets: Nets, config) -> State:
 def train_step(state: State, batch: dict, key, frozen, *, nets: Nets):
     """G step (S510-S520), then D step (S530) and C step (S540) on the same G(x). Pure."""
     del key, frozen
-    cfg = nets.config
-    lam = cfg.loss
+    lam = nets.config.loss
     x, target, natural = batch["x"], batch["target"], batch["natural"]
 
     # ---- G: λ1 L_color + λ2 L_natural + λ3 L_artifact against the current D and C
@@ -219,8 +175,7 @@ def train_step(state: State, batch: dict, key, frozen, *, nets: Nets):
         return total, (terms, out, upd["batch_stats"])
 
     (l_g, (terms, out, g_stats)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g)
-    upd, opt_g = nets.tx.update(grads, state.opt_g, state.g)
-    g_new = optax.apply_updates(state.g, upd)
+    g_new, opt_g = optim.apply_update(nets.tx, grads, state.g, state.opt_g)
     fake = jax.lax.stop_gradient(out)
     metrics_ = {f"loss/{k}": v for k, v in terms.items()}
     metrics_["loss/g"] = l_g
@@ -234,8 +189,7 @@ def train_step(state: State, batch: dict, key, frozen, *, nets: Nets):
             return jnp.mean(discriminator_loss(p_real, p_fake)), (jnp.mean(p_real), jnp.mean(p_fake))
 
         (l_d, (p_real, p_fake)), g_d = jax.value_and_grad(d_loss_fn, has_aux=True)(d_params)
-        upd, opt_d = nets.tx.update(g_d, opt_d, d_params)
-        d_params = optax.apply_updates(d_params, upd)
+        d_params, opt_d = optim.apply_update(nets.tx, g_d, d_params, opt_d)
         metrics_.update({"loss/d": l_d, "d/natural_real": p_real, "d/natural_fake": p_fake})
 
     # ---- C: MSE(C(G(x)), x) (always trained: it is also the evaluation's inverse-consistency probe)
@@ -243,7 +197,7 @@ def train_step(state: State, batch: dict, key, frozen, *, nets: Nets):
         return jnp.mean(inverse_loss(nets.c.apply({"params": p}, fake), x))
 
     l_c, g_c = jax.value_and_grad(c_loss_fn)(state.c)
-    upd, opt_c = nets.tx.update(g_c, state.opt_c, state.c)
+    c_new, opt_c = optim.apply_update(nets.tx, g_c, state.c, state.opt_c)
     metrics_["loss/inverse"] = l_c
     metrics_["train/psnr_to_target"] = jnp.mean(metrics.psnr(jnp.clip(out, 0, 1), target))
     new = state.replace(
@@ -251,73 +205,9 @@ def train_step(state: State, batch: dict, key, frozen, *, nets: Nets):
         g=g_new,
         g_stats=g_stats,
         d=d_params,
-        c=optax.apply_updates(state.c, upd),
+        c=c_new,
         opt_g=opt_g,
         opt_d=opt_d,
         opt_c=opt_c,
     )
     return new, metrics_
-
-
-# ----------------------------------------------------------------------------- data
-
-
-def example_fn(config, inputs, naturals):
-    """rng -> {"x": input crop (tone-degraded if configured), "target": A(x), "natural": unpaired photo crop}."""
-    dc = config.data
-    params = dict(dc.algorithm_params)
-
-    def fn(rng):
-        (x,) = data.random_crop(rng, dc.crop, inputs[int(rng.integers(len(inputs)))]["image"])
-        (x,) = data.random_flip_rot(rng, x)
-        if dc.degrade_inputs:
-            x, _ = degrade.random_tone_curve(rng, x)
-        (y,) = data.random_crop(rng, dc.crop, naturals[int(rng.integers(len(naturals)))]["image"])
-        (y,) = data.random_flip_rot(rng, y)
-        return {
-            "x": x.astype(np.float32),
-            "target": enhance(x, dc.algorithm, params),
-            "natural": y.astype(np.float32),
-        }
-
-    return fn
-
-
-def _check_config(config):
-    if config.data.crop % 16:
-        raise ConfigError(f"config data.crop={config.data.crop} must be a multiple of 16 (D strides 4 times)")
-    if config.data.algorithm not in ALGORITHMS:
-        raise ConfigError(f"config data.algorithm={config.data.algorithm!r}: known are {', '.join(ALGORITHMS)}")
-    color_loss(jnp.zeros((1, 11, 11, 3)), jnp.zeros((1, 11, 11, 3)), config.loss.color)
-
-
-def build(config) -> trainer.Task:
-    from methods import tone_eval
-
-    _check_config(config)
-    nets = Nets(config)
-
-    def train_data(seed):
-        inputs = data.make_source(config.data.input, min_size=config.data.crop)
-        naturals = data.make_source(config.data.natural, min_size=config.data.crop)
-        fn = example_fn(config, inputs, naturals)
-        return data.train_pipeline(fn, batch_size=config.batch_size, seed=seed, num_threads=config.data.threads)
-
-    def step(state, batch, key, frozen):
-        return train_step(state, batch, key, frozen, nets=nets)
-
-    ev = tone_eval.Evaluator(config, nets)
-    return trainer.Task(
-        init=lambda key: init_state(key, nets, config),
-        train_step=step,
-        train_data=train_data,
-        samples=ev.train_samples,
-        evaluate=ev.evaluate,
-        predict=ev.predict,
-        metadata={
-            "method": "tone",
-            "algorithm": config.data.algorithm,
-            "lambdas": [config.loss.lambda1, config.loss.lambda2, config.loss.lambda3],
-        },
-        images_per_step=2 * config.batch_size,
-    )

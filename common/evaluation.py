@@ -1,0 +1,80 @@
+"""What every method's evaluation shares.
+
+* `eval_spec` / `eval_sets`: which images to evaluate on: the configured
+  spec, else the folders of ../shared/data that exist, else builtin photos;
+* `padded`: a network applied to one image of any size (mirror-padded to
+  the network's multiple, cropped back);
+* `score_images` and `means`: per-image score records and their set means;
+* `save_samples`: the rows of ``samples.png``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from common import data, imageio
+
+
+def eval_spec(configured: str, shared: Sequence[str], fallback: str) -> str:
+    """`configured` if set, else the ``../shared/data`` folders of `shared` that exist, else `fallback`."""
+    if configured:
+        return configured
+    found = [p for p in (data.shared_data_dir(name) for name in shared) if p]
+    return ",".join(found) if found else fallback
+
+
+def eval_sets(configured: str, shared: Sequence[str], fallback: str) -> list[tuple[str, Sequence]]:
+    """Named image sources of `eval_spec(...)` (common.data.image_sets)."""
+    return data.image_sets(eval_spec(configured, shared, fallback))
+
+
+def pad_to_multiple(img: np.ndarray, multiple: int, mode: str = "symmetric") -> np.ndarray:
+    """(H, W, C) mirror-padded at the bottom and right to sides that are multiples of `multiple`."""
+    h, w = img.shape[:2]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode=mode) if (ph or pw) else img
+
+
+def padded(fn, img: np.ndarray, multiple: int, scale: int = 1, *, mode: str = "symmetric") -> np.ndarray:
+    """`fn` (NHWC → NHWC) on one (H, W, C) image padded to `multiple`; the output (`scale` times the
+    input's size) is cropped back to the image and clipped to [0, 1]."""
+    h, w = img.shape[:2]
+    x = np.asarray(pad_to_multiple(img, multiple, mode), np.float32)[None]
+    out = np.asarray(fn(x))[0]
+    return np.clip(out[: h * scale, : w * scale], 0.0, 1.0)
+
+
+def score_images(
+    source: Sequence, score: Callable[[int, dict], tuple[dict, list | None]], *, limit: int = 0, num_samples: int = 0
+) -> tuple[list[dict], list[list[np.ndarray]]]:
+    """Runs `score(i, item)` -> (record, sample row or None) over the first `limit` items (0 = all).
+
+    Returns the records and the first `num_samples` sample rows.
+    """
+    n = len(source) if not limit else min(limit, len(source))
+    records, rows = [], []
+    for i in range(n):
+        record, row = score(i, source[i])
+        records.append(record)
+        if row is not None and len(rows) < num_samples:
+            rows.append(row)
+    return records, rows
+
+
+def means(records: Sequence[dict], groups: Sequence[str], metrics: Sequence[str]) -> dict:
+    """{group: {metric: mean over the records of record[group][metric]}}."""
+    return {g: {m: float(np.mean([r[g][m] for r in records])) for m in metrics} for g in groups}
+
+
+def image_name(item: dict) -> str:
+    """The file name of a source item (builtin items carry their name)."""
+    return os.path.basename(item["name"])
+
+
+def save_samples(outdir: str, rows: Sequence[Sequence[np.ndarray]], name: str = "samples.png") -> None:
+    """Writes the rows as one grid image under `outdir` (nothing when there are no rows)."""
+    if rows:
+        imageio.save_png(os.path.join(outdir, name), imageio.grid(rows))

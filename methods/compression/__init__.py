@@ -1,0 +1,54 @@
+"""Learned image compression stable under successive re-compression (seed 004).
+
+``build(config)`` assembles the trainer's Task from `model` (f_e, f_d, the
+entropy models, Eqs. 1-2 / 5-6 as losses, the train step and the integer
+tables' `finalize`), `data` (random crops), `codec` (image ↔ bitstream) and
+`evaluate` (RD and SIC with the real codec, samples, predict); `report`
+compares several evaluated runs.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from common import data as common_data
+from common import trainer
+from common.errors import ConfigError
+from methods.compression import data, evaluate, model
+
+
+def check_config(config) -> None:
+    m = config.model
+    if m.prior not in ("factorized", "hyperprior"):
+        raise ConfigError(f"config model.prior={m.prior!r}: use 'factorized' or 'hyperprior'")
+    mult = 64 if m.prior == "hyperprior" else 16
+    if config.data.crop % mult:
+        raise ConfigError(f"config data.crop={config.data.crop} must be a multiple of {mult} for the {m.prior} model")
+    if config.loss.fi_norm not in ("mse", "l2"):
+        raise ConfigError(f"config loss.fi_norm={config.loss.fi_norm!r}: use 'mse' or 'l2'")
+    if config.loss.lambda1 <= 0:
+        raise ConfigError(f"config loss.lambda1={config.loss.lambda1} must be > 0")
+
+
+def build(config) -> trainer.Task:
+    """Everything the trainer needs for the compression model under `config`."""
+    check_config(config)
+    nets = model.Nets(config)
+    ev = evaluate.Evaluator(config, nets.model)
+    return trainer.Task(
+        init=functools.partial(model.init_state, nets=nets, config=config),
+        train_step=functools.partial(model.train_step, nets=nets),
+        finalize=functools.partial(model.finalize, nets=nets),
+        train_data=common_data.train_stream(config, lambda: data.example_fn(config)),
+        total_steps=config.total_steps,
+        samples=ev.train_samples,
+        evaluate=ev.evaluate,
+        predict=ev.predict,
+        metadata={
+            "method": "compression",
+            "prior": config.model.prior,
+            "lambda1": config.loss.lambda1,
+            "lambda2": config.loss.lambda2,
+        },
+        images_per_step=config.batch_size,
+    )

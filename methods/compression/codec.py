@@ -1,0 +1,189 @@
+"""Image ↔ bitstream for one trained compression model.
+
+``Codec`` turns an image into a bitstream file (common.codec) and back. The
+encoder computes the integer symbols with one jitted function and the
+reconstruction with another (f_rc∘f_d of the symbols); the decoder recovers
+the same symbols from the file and runs the same f_d, so its output is
+bit-identical to the encoder's in-process reconstruction. The entropy coding
+uses only the model's integer tables (common.coding_tables) and, for the
+hyperprior, scale indices computed in fixed point from ẑ, so the symbols a
+file decodes to do not depend on the machine. Images of any size are
+mirror-padded to the model's stride and cropped back; bpp counts the
+original pixels.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common import checkpoint, codec, coding_tables, evaluation, imageio
+from methods.compression.model import Compressor, integer_tables
+
+EXTENSION = ".rjx"
+TABLE_LIMIT = codec.SYMBOL_LIMIT  # the quantile support taken into the coding tables, at most ±this
+
+
+def codec_functions(model: Compressor) -> dict:
+    """The jitted pieces of the codec (params are an argument, so one set serves every checkpoint)."""
+
+    def jitted(method, static=()):
+        return jax.jit(lambda p, *a: model.apply({"params": p}, *a, method=method), static_argnums=static)
+
+    return {
+        "symbols": jitted(Compressor.symbols),
+        "decode": jitted(Compressor.decode_symbols),
+        "likelihoods": jitted(Compressor.quantized_likelihoods),
+        "tables": jax.jit(functools.partial(integer_tables, model)),
+    }
+
+
+def tables_of(model: Compressor, params, tables=None, functions=None) -> dict:
+    """Integer coding tables: the state's (stored in the checkpoint) or, when absent, finalized here."""
+    if not coding_tables.is_finalized(tables):
+        tables = (functions or codec_functions(model))["tables"](params)
+    return {k: np.asarray(v) for k, v in tables.items()}
+
+
+class Codec:
+    """Image ↔ bitstream for one trained model (its parameters and integer coding tables fixed)."""
+
+    def __init__(self, model: Compressor, params, functions: dict | None = None, tables: dict | None = None):
+        self.model, self.params = model, params
+        self.prior = model.prior
+        fns = functions or codec_functions(model)  # pass them in to reuse the compiled code across params
+        self._symbols, self._decode, self._lik = fns["symbols"], fns["decode"], fns["likelihoods"]
+        self._fns, self._given_tables = fns, tables
+        self._coded = "z" if self.prior == "hyperprior" else "y"  # the latent under the factorized prior
+        if self.prior == "hyperprior":
+            self._hs = jax.tree.map(np.asarray, params["h_s"])
+            self._medians = np.asarray(model.apply({"params": params}, method=lambda m: m.entropy_z.medians()))
+        lo, hi = model.apply({"params": params}, self._coded, method=Compressor.quantile_support)
+        self._support = (
+            int(max(-TABLE_LIMIT, math.floor(float(jnp.min(lo))))),
+            int(min(TABLE_LIMIT, math.ceil(float(jnp.max(hi))))),
+        )
+
+    # Tables and id are needed only to entropy-code: in-process round trips (SIC, sample grids) skip them.
+    @functools.cached_property
+    def tables(self) -> dict:
+        return tables_of(self.model, self.params, self._given_tables, self._fns)
+
+    @functools.cached_property
+    def id(self) -> bytes:
+        return codec.model_id([self.params, self.tables], self.prior)
+
+    # -- pieces -----------------------------------------------------------------------------------
+    def pad(self, img: np.ndarray) -> np.ndarray:
+        return evaluation.pad_to_multiple(img, self.model.multiple).astype(np.float32)
+
+    def symbols(self, img: np.ndarray) -> dict:
+        return {k: np.asarray(v) for k, v in self._symbols(self.params, self.pad(img)[None]).items()}
+
+    def reconstruct(self, y_symbols: np.ndarray, height: int, width: int) -> np.ndarray:
+        """f_rc∘f_d of the symbols, cropped: uint8 (H, W, 3)."""
+        return imageio.to_uint8(self._decode(self.params, jnp.asarray(y_symbols)))[0, :height, :width]
+
+    def roundtrip(self, img: np.ndarray) -> np.ndarray:
+        """f_ed in process (no entropy coding): uint8 reconstruction of float RGB [0, 1]."""
+        return self.reconstruct(self.symbols(img)["y"], *img.shape[:2])
+
+    def roundtrip_u8(self, u8: np.ndarray) -> np.ndarray:
+        """f_ed on an 8-bit image: one SIC cycle."""
+        return self.roundtrip(u8.astype(np.float32) / 255.0)
+
+    def estimated_bits(self, syms: dict) -> float:
+        """−Σ log₂ p under the model's float densities (before table and scale quantization)."""
+        lik = self._lik(self.params, {k: jnp.asarray(v) for k, v in syms.items()})
+        return float(sum(-np.sum(np.log2(np.asarray(v, np.float64))) for v in lik.values()))
+
+    def scale_indices(self, z: np.ndarray) -> np.ndarray:
+        """Scale-table index of each y latent from ẑ's symbols: integer arithmetic, identical on every machine."""
+        return coding_tables.scale_indices(self._hs, self._medians, z, self.tables["thresholds"])
+
+    def _table_range(self, sym: np.ndarray) -> tuple[int, int]:
+        return min(self._support[0], int(sym.min())), max(self._support[1], int(sym.max()))
+
+    # -- the codec --------------------------------------------------------------------------------
+    def encode(self, img: np.ndarray) -> tuple[bytes, np.ndarray, float]:
+        """(file bytes, the in-process uint8 reconstruction, estimated bits) of float RGB [0, 1]."""
+        blob, syms = self._encode(img)
+        return blob, self.reconstruct(syms["y"], *img.shape[:2]), self.estimated_bits(syms)
+
+    def encode_bytes(self, img: np.ndarray) -> bytes:
+        """The file's bytes only (what an encoder does: no reconstruction)."""
+        return self._encode(img)[0]
+
+    def _encode(self, img: np.ndarray) -> tuple[bytes, dict]:
+        h, w = img.shape[:2]
+        syms = self.symbols(img)
+        fact = syms[self._coded]
+        for k, v in syms.items():
+            codec.check_symbols(v, f"image {h}x{w}, {k}")
+        flo, fhi = self._table_range(fact)
+        enc = codec.encoder()
+        codec.encode_factorized(enc, _channels_first(fact), self.tables["factorized"], flo, fhi)
+        if self.prior == "hyperprior":
+            y = syms["y"]
+            ylo, yhi = min(int(y.min()), -1), max(int(y.max()), 1)
+            codec.encode_indexed(enc, y, self.scale_indices(fact), self.tables["gaussian"], ylo, yhi)
+            header = codec.Header(self.prior, self.id, h, w, (ylo, yhi), (flo, fhi))
+        else:
+            header = codec.Header(self.prior, self.id, h, w, (flo, fhi))
+        return codec.pack(header, enc.get_compressed()), syms
+
+    def decode(self, blob: bytes, name: str = "bitstream") -> np.ndarray:
+        """uint8 (H, W, 3) image of a file's bytes; CodecError if it is not this model's valid stream."""
+        y, height, width = self.decode_symbols(blob, name)
+        return self.reconstruct(y, height, width)
+
+    def decode_symbols(self, blob: bytes, name: str = "bitstream") -> tuple[np.ndarray, int, int]:
+        """(ŷ's integer symbols, height, width) of a file: the entropy decoding alone, exact on every machine."""
+        header, words = codec.unpack(blob, name)
+        if header.prior != self.prior or header.model_id != self.id:
+            raise codec.CodecError(
+                f"{name}: encoded by another model ({header.prior}, id {header.model_id.hex()}); "
+                f"this one is {self.prior}, id {self.id.hex()}"
+            )
+        m = self.model.multiple
+        hp, wp = header.height + (-header.height) % m, header.width + (-header.width) % m
+        hyper = self.prior == "hyperprior"
+        count = hp // 16 * (wp // 16) * self.model.m + (hp // 64 * (wp // 64) * self.model.n if hyper else 0)
+        codec.check_work(count, 4 * words.size, name)
+        dec = codec.decoder(words)
+        with codec.decoding(name):
+            if hyper:
+                zlo, zhi = header.z_range
+                zshape = (1, hp // 64, wp // 64, self.model.n)
+                zc = codec.decode_factorized(dec, zshape[1] * zshape[2], self.tables["factorized"], zlo, zhi)
+                z = _channels_last(zc, zshape)
+                y = codec.decode_indexed(dec, self.scale_indices(z), self.tables["gaussian"], *header.y_range)
+            else:
+                ylo, yhi = header.y_range
+                yshape = (1, hp // 16, wp // 16, self.model.m)
+                yc = codec.decode_factorized(dec, yshape[1] * yshape[2], self.tables["factorized"], ylo, yhi)
+                y = _channels_last(yc, yshape)
+        codec.check_exhausted(dec, name)
+        return y, header.height, header.width
+
+
+def _channels_first(sym: np.ndarray) -> np.ndarray:
+    """(1, h, w, C) → (C, h·w)."""
+    return sym[0].reshape(-1, sym.shape[-1]).T
+
+
+def _channels_last(sym: np.ndarray, shape) -> np.ndarray:
+    """(C, h·w) → (1, h, w, C)."""
+    return sym.T.reshape(shape)
+
+
+def load_codec(workdir: str, *, what: str | None = None) -> Codec:
+    """The codec of another compression run (its config.json and latest checkpoint)."""
+    run = checkpoint.load_run(workdir, what=what or workdir, method="compression", needs=("params",))
+    m = run.config["model"]
+    params = jax.tree.map(jnp.asarray, run.state["params"])
+    return Codec(Compressor(prior=m["prior"], n=m["n"], m=m["m"]), params, tables=run.state.get("tables"))

@@ -1,0 +1,108 @@
+"""Compares evaluated compression runs: one SIC plot, one RD plot (with JPEG) and a markdown table.
+
+python -m methods.compression.report runs/comp_plain runs/comp_fi --out runs/comp_report
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from common.errors import ConfigError
+
+
+def plot_sic(path: str, runs: dict, title: str = "successive compression") -> None:
+    """PSNR(I_n, I0) per cycle for several runs' ``sic`` results ({label: sic})."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    styles = {"model": "-", "model_variable": "--", "shifted": ":", "jpeg": "-", "jpeg_variable": "--"}
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for i, (label, sic) in enumerate(runs.items()):
+        for k, ls in styles.items():
+            is_jpeg = k.startswith("jpeg")
+            if k not in sic or (is_jpeg and i > 0):  # JPEG once (from the first run)
+                continue
+            name = k.replace("_", " ") if is_jpeg else f"{label} {k.replace('_', ' ')}".strip()
+            color = "black" if is_jpeg else colors[i % len(colors)]
+            ax.plot(range(1, len(sic[k]["psnr"]) + 1), sic[k]["psnr"], ls, color=color, label=name)
+    ax.set(xlabel="cycle n", ylabel="PSNR(I_n, I_0) (dB)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(workdirs: list[str], out: str) -> str:
+    """Compares several evaluated runs: one SIC plot, one RD plot (with JPEG) and a markdown table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {}
+    for w in workdirs:
+        path = os.path.join(w, "eval", "metrics.json")
+        if not os.path.isfile(path):
+            raise ConfigError(f"{w}: no eval/metrics.json (run --mode=eval first)")
+        with open(path) as f:
+            runs[os.path.basename(os.path.normpath(w))] = json.load(f)
+    os.makedirs(out, exist_ok=True)
+    plot_sic(os.path.join(out, "sic.png"), {k: r["sic"] for k, r in runs.items() if r.get("sic")})
+    fig, ax = plt.subplots(figsize=(5, 4))
+    first = next(iter(runs.values()))
+    ax.plot([p["bpp"] for p in first["jpeg_rd"]], [p["psnr"] for p in first["jpeg_rd"]], "o-", label="JPEG")
+    for k, r in runs.items():
+        ax.plot([r["rd"]["bpp"]], [r["rd"]["psnr"]], "*", ms=12, label=k)
+    ax.set(xlabel="bpp", ylabel="PSNR (dB)", title=f"{first['eval_set']}: rate-distortion")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "rd.png"), dpi=120)
+    plt.close(fig)
+    lines = [
+        "| run | λ2 | bpp (file) | bpp (est.) | PSNR | MS-SSIM | SIC n=1 → n=N (drop) | variable rate | shifted |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def sic_cell(s, k):
+        if k not in s:
+            return "—"
+        p = s[k]["psnr"]
+        if k.endswith("_variable"):  # alternating rates: compare cycle 1 with the last cycle at the same rate
+            last = (len(p) - 1) // 2 * 2
+            return f"{p[0]:.2f} → {p[last]:.2f} at n={last + 1} ({p[0] - p[last]:.2f})"
+        return f"{p[0]:.2f} → {p[-1]:.2f} ({s[k]['drop']:.2f})"
+
+    for k, r in runs.items():
+        rd, s = r["rd"], r.get("sic", {})
+        lines.append(
+            f"| {k} | {r['lambda2']:g} | {rd['bpp']:.3f} | {rd['estimated_bpp']:.3f} | {rd['psnr']:.2f} | "
+            f"{rd['ms_ssim'] or float('nan'):.4f} | {sic_cell(s, 'model')} | {sic_cell(s, 'model_variable')} | "
+            f"{sic_cell(s, 'shifted')} |"
+        )
+    s = first.get("sic", {})
+    if s:
+        qs = s["jpeg_qualities"]
+        lines.append(
+            f"| JPEG (matched q {min(qs)}–{max(qs)}) | | | | | | {sic_cell(s, 'jpeg')} | "
+            f"{sic_cell(s, 'jpeg_variable')} | |"
+        )
+    table = "\n".join(lines)
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(table + "\n")
+    return table
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Compare evaluated compression runs (SIC and RD plots, a table).")
+    ap.add_argument("workdirs", nargs="+")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    print(report(a.workdirs, a.out))
