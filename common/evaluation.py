@@ -4,7 +4,7 @@
   spec, else the folders of ../shared/data that exist, else builtin photos;
 * `padded`: a network applied to one image of any size (mirror-padded to
   the network's multiple, cropped back);
-* `score_images` and `means`: per-image score records and their set means;
+* `rgb_scores`, `score_images` and `means`: per-image score records and their set means;
 * `save_samples`: the rows of ``samples.png``.
 """
 
@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
+import jax.numpy as jnp
 import numpy as np
 
-from common import data, imageio
+from common import data, imageio, lpips, metrics
 
 
 def eval_spec(configured: str, shared: Sequence[str], fallback: str) -> str:
@@ -45,6 +46,16 @@ def padded(fn, img: np.ndarray, multiple: int, scale: int = 1, *, mode: str = "s
     x = np.asarray(pad_to_multiple(img, multiple, mode), np.float32)[None]
     out = np.asarray(fn(x))[0]
     return np.clip(out[: h * scale, : w * scale], 0.0, 1.0)
+
+
+def rgb_scores(img: np.ndarray, ref: np.ndarray) -> dict:
+    """PSNR and SSIM on RGB [0, 1] and LPIPS (v0.1, AlexNet) of one (H, W, 3) image against its reference."""
+    a, b = jnp.asarray(img)[None], jnp.asarray(ref)[None]
+    return {
+        "psnr": float(metrics.psnr(a, b)[0]),
+        "ssim": float(metrics.ssim(a, b)[0]),
+        "lpips": lpips.score(img, ref),
+    }
 
 
 def score_images(

@@ -1,12 +1,21 @@
 """Shared test setup: CPU only, fast compilation, small helpers."""
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent XLA cache per session, shared by this process and every subprocess it starts: the same
+# train/eval functions are compiled by many tests (a run, then its eval and predict modes, the mesh checks).
+_CACHE = tempfile.mkdtemp(prefix="restorejax-xla-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 import jax  # noqa: E402
 
 # Compile time dominates these tiny shapes; XLA's heavy passes are not needed.
@@ -75,7 +84,5 @@ def trained(tmp_path_factory):
 
 def copy_run(workdir: str, dst) -> str:
     """A private copy of a shared run folder (checkpoints, logs, eval) to change."""
-    import shutil
-
     shutil.copytree(workdir, str(dst))
     return str(dst)

@@ -1,5 +1,8 @@
 """FID: the Fréchet distance against its closed form, and Keras InceptionV3 weights through the converter."""
 
+import json
+import os
+
 import h5py
 import jax
 import jax.numpy as jnp
@@ -59,7 +62,7 @@ def test_keras_weights_convert_load_and_give_the_same_features(tmp_path):
         fid.load(str(tmp_path / "nope.npz"))
 
 
-def test_face_sr_evaluation_reports_fid_only_with_weights(tmp_path):
+def test_face_sr_evaluation_reports_fid_only_with_weights(trained, tmp_path):
     from configs import face_sr as cfg_mod
     from methods import face_sr
 
@@ -74,12 +77,11 @@ def test_face_sr_evaluation_reports_fid_only_with_weights(tmp_path):
     config = cfg_mod.get_config("test")
     config.eval.train_count = 1
     config.eval.data = "builtin:astronaut+grace_hopper"
-    task = face_sr.build(config)
-    state = jax.jit(task.init)(jax.random.key(0))
-    without = task.evaluate(state, str(tmp_path))
+    without = json.load(open(os.path.join(trained("face_sr.py:test"), "eval", "metrics.json")))
     assert "not computed" in without["fid"] and "fid" not in without["held_out"]["model"]
     config.eval.inception_weights = str(tmp_path / "inc.npz")
-    with_fid = face_sr.build(config).evaluate(state, str(tmp_path))
+    task = face_sr.build(config)
+    with_fid = task.evaluate(jax.jit(task.init)(jax.random.key(0)), str(tmp_path))
     # one face per group: a single-sample covariance is 0, so FID reduces to ‖μ_model − μ_truth‖² > 0
     for g in ("train_inputs", "held_out"):
         for k in ("bicubic", "model"):

@@ -252,21 +252,8 @@ class Evaluator:
         return out, last
 
     def _plots(self, outdir: str, results: dict, last: dict | None) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 4))
-        j = results["jpeg_rd"]
-        ax.plot([p["bpp"] for p in j], [p["psnr"] for p in j], "o-", label="JPEG (Pillow)")
-        ax.plot([results["rd"]["bpp"]], [results["rd"]["psnr"]], "r*", ms=12, label=f"model (λ2={results['lambda2']})")
-        ax.set(xlabel="bpp", ylabel="PSNR (dB)", title=f"{results['eval_set']}: rate-distortion")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(os.path.join(outdir, "rd.png"), dpi=120)
-        plt.close(fig)
+        label = f"this model (λ2={results['lambda2']:g})"
+        report.plot_rd(os.path.join(outdir, "rd.png"), {label: results}, f"{results['eval_set']}: rate-distortion")
         sic = results["sic"]
         if sic:
             report.plot_sic(

@@ -18,11 +18,10 @@ true faces (few images: biased upwards, comparable only on the same faces).
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from common import data, evaluation, fid, imageio, lpips, metrics, resize
+from common import data, evaluation, fid, imageio, metrics, resize
 
 FALLBACK_EVAL = "builtin:astronaut+grace_hopper"
 
@@ -33,13 +32,7 @@ def sharpness(out: np.ndarray, ref: np.ndarray) -> float:
 
 
 def scores(out, ref) -> dict:
-    a, b = jnp.asarray(out)[None], jnp.asarray(ref)[None]
-    return {
-        "psnr": float(metrics.psnr(a, b)[0]),
-        "ssim": float(metrics.ssim(a, b)[0]),
-        "sharpness": sharpness(out, ref),
-        "lpips": lpips.score(out, ref),
-    }
+    return {**evaluation.rgb_scores(out, ref), "sharpness": sharpness(out, ref)}
 
 
 METRICS = ("psnr", "ssim", "sharpness", "lpips")

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from common import checkpoint, degrade, evaluation, imageio, lpips, metrics, resize
+from common import checkpoint, degrade, evaluation, imageio, metrics, resize
 from methods.tone import data as tone_data
 
 FALLBACK_EVAL = "builtin:grace_hopper"
@@ -54,14 +54,7 @@ METRICS = ("psnr", "ssim", "delta_e", "halo", "lpips")
 
 
 def _scores(img, ref) -> dict:
-    a, b = jnp.asarray(img)[None], jnp.asarray(ref)[None]
-    return {
-        "psnr": float(metrics.psnr(a, b)[0]),
-        "ssim": float(metrics.ssim(a, b)[0]),
-        "delta_e": delta_e(img, ref),
-        "halo": halo(img, ref),
-        "lpips": lpips.score(img, ref),
-    }
+    return {**evaluation.rgb_scores(img, ref), "delta_e": delta_e(img, ref), "halo": halo(img, ref)}
 
 
 class Evaluator:
