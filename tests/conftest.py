@@ -1,12 +1,15 @@
 """Shared test setup: CPU only, fast compilation, small helpers."""
 
 import atexit
+import functools
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -48,14 +51,19 @@ def run_py(args, *, env=None, timeout=600, check=True, devices=1):
     return p
 
 
+MESH_CHECKS = ("defocus:test", "srfeat:test,gan", "tone:test", "face_sr:test", "compression:test")
+
+
+@functools.cache
+def _mesh_results() -> dict:
+    """Every method's mesh check, in one 4-device process (started once per session, on first use)."""
+    p = run_py(["tests/mesh_check.py", *MESH_CHECKS], devices=4, timeout=900)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
 def assert_mesh_matches_one_device(method: str, variant: str, *, metric_keys=None):
     """3 steps on a forced 4-device CPU mesh equal 3 steps on 1 device; each step function is traced once."""
-    import json
-
-    import numpy as np
-
-    p = run_py(["tests/mesh_check.py", method, variant], devices=4)
-    r = json.loads(p.stdout.strip().splitlines()[-1])
+    r = _mesh_results()[f"{method}:{variant}"]
     assert r["traces_1"] == 1 and r["traces_4"] == 1, r
     assert r["max_diff"] <= 1e-4 * max(1.0, r["param_scale"]), r
     for k in metric_keys or r["metrics_1"]:

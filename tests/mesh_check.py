@@ -1,9 +1,9 @@
 """Run in a process with 4 CPU devices: N train steps on a 4-device mesh vs 1 device.
 
-    python tests/mesh_check.py METHOD VARIANT
+    python tests/mesh_check.py METHOD:VARIANT [METHOD:VARIANT ...]
 
-Prints one JSON line: max abs state difference, state scale, trace counts and
-the last step's scalar metrics on 1 and on 4 devices.
+Prints one JSON line, per METHOD:VARIANT: max abs state difference, state
+scale, trace counts and the last step's scalar metrics on 1 and on 4 devices.
 """
 
 import importlib
@@ -37,9 +37,7 @@ def run(method: str, variant: str, devices, steps: int):
     return jax.device_get(state), jax.device_get(metrics), traces["n"]
 
 
-if __name__ == "__main__":
-    method, variant = sys.argv[1], sys.argv[2]
-    assert jax.device_count() == 4, jax.devices()
+def check(method: str, variant: str) -> dict:
     s1, m1, t1 = run(method, variant, jax.devices()[:1], 3)
     s4, m4, t4 = run(method, variant, jax.devices(), 3)
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(s1)]
@@ -53,16 +51,18 @@ if __name__ == "__main__":
         )
     )
     scale = max(float(np.max(np.abs(np.asarray(a)))) for a in jax.tree.leaves(s1) if np.size(a))
-    print(
-        json.dumps(
-            {
-                "max_diff": max(diffs),
-                "worst_leaf": paths[int(np.argmax(diffs))],
-                "param_scale": scale,
-                "traces_1": t1,
-                "traces_4": t4,
-                "metrics_1": {k: float(v) for k, v in m1.items()},
-                "metrics_4": {k: float(v) for k, v in m4.items()},
-            }
-        )
-    )
+    return {
+        "max_diff": max(diffs),
+        "worst_leaf": paths[int(np.argmax(diffs))],
+        "param_scale": scale,
+        "traces_1": t1,
+        "traces_4": t4,
+        "metrics_1": {k: float(v) for k, v in m1.items()},
+        "metrics_4": {k: float(v) for k, v in m4.items()},
+    }
+
+
+if __name__ == "__main__":
+    assert jax.device_count() == 4, jax.devices()
+    pairs = [a.split(":", 1) for a in sys.argv[1:]]
+    print(json.dumps({f"{m}:{v}": check(m, v) for m, v in pairs}))
