@@ -37,7 +37,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from common import degrade, evaluation, imageio, lpips, metrics
-from methods.compression import report
+from methods.compression import plots
 from methods.compression.codec import EXTENSION, Codec, codec_functions, load_codec
 
 FALLBACK_EVAL = "builtin:astronaut+coffee+chelsea+rocket"
@@ -253,10 +253,10 @@ class Evaluator:
 
     def _plots(self, outdir: str, results: dict, last: dict | None) -> None:
         label = f"this model (λ2={results['lambda2']:g})"
-        report.plot_rd(os.path.join(outdir, "rd.png"), {label: results}, f"{results['eval_set']}: rate-distortion")
+        plots.plot_rd(os.path.join(outdir, "rd.png"), {label: results}, f"{results['eval_set']}: rate-distortion")
         sic = results["sic"]
         if sic:
-            report.plot_sic(
+            plots.plot_sic(
                 os.path.join(outdir, "sic.png"), {"": sic}, title=f"{results['eval_set']}: successive compression"
             )
             if last:

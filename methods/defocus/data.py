@@ -16,13 +16,12 @@ procedural depth, plus noise and JPEG; the mask is CoC > 1. Point
 ``data.masked.kind='folder'`` at CUHK-style ``image/`` + ``gt/`` folders to
 use real masks.
 
-``python -m methods.defocus.data --out DIR --num N`` writes a fixed
-synthetic dataset (image PNG, 16-bit label PNG, depth .npy) to disk.
+``python -m methods.defocus.dataset --out DIR --num N`` writes a fixed
+synthetic dataset from these functions to disk.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
@@ -234,43 +233,3 @@ def example_fn(config, source_cfg):
         return ex
 
     return fn
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def write_dataset(out: str, num: int, cfg, seed: int) -> None:
-    """Writes `num` synthetic pairs: NNNNN_image.png, NNNNN_label16.png, NNNNN_sigma.npy."""
-    source = data.make_source(cfg.train, min_size=cfg.crop + 2 * cfg.lens.margin)
-    os.makedirs(out, exist_ok=True)
-    from tqdm.auto import tqdm
-
-    for i in tqdm(range(num), desc="writing"):
-        ex = synthetic_example(np.random.default_rng([seed, i]), source, cfg)
-        imageio.save_png(os.path.join(out, f"{i:05d}_image.png"), ex["image"])
-        imageio.save_png(os.path.join(out, f"{i:05d}_label16.png"), ex["label"][..., 0], bits=16)
-        np.save(
-            os.path.join(out, f"{i:05d}_sigma.npy"),
-            ex["label"][..., 0] * (cfg.lens.coc_max - 1) / 4,
-        )
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(
-        prog="python -m methods.defocus.data",
-        description="Write a fixed synthetic defocus dataset.",
-    )
-    p.add_argument("--out", required=True)
-    p.add_argument("--num", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--variant", default="", help="configs/defocus.py variant, e.g. 'quick'")
-    a = p.parse_args(argv)
-    from configs import defocus as defocus_config
-
-    cfg = defocus_config.get_config(a.variant).data
-    write_dataset(a.out, a.num, cfg, a.seed)
-    print(f"wrote {a.num} pairs to {a.out}")
-
-
-if __name__ == "__main__":
-    main()
