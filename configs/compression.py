@@ -22,7 +22,8 @@ Variants (``:arg``, comma-separated):
              builtin photos, batch 4, Adam 1e-3, 2,000 steps; Kodak eval
              with SIC over 50 cycles on the first 6 images.
   cpu        quick trained 4x longer (8,000 steps, lr x0.1 for the last 800;
-             about 25 min of training on 2 cores): past the colour cast, at
+             about 20 min of training + 4.5 min of evaluation on 2 cores):
+             past most of the colour cast, above
              JPEG's PSNR at q3 (README, "Measured").
   test       tiny shapes for the test suite.
 """
