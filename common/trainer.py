@@ -36,7 +36,7 @@ Hook = Callable[[int, Any], None]  # (step just taken, state) after the step's l
 
 @dataclasses.dataclass
 class Task(Generic[State]):
-    """What a method hands to the trainer. The first three functions are pure and jitted by the trainer."""
+    """What a method hands to the trainer. `init`, `train_step` and `finalize` are pure; the trainer jits them."""
 
     init: Callable[[jax.Array], State]  # key -> state
     # (state, batch, key, frozen) -> (state, metrics); key = fold_in(the run's key, state.step), fresh every step
