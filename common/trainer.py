@@ -107,6 +107,11 @@ class Setup:
         return self.init(self.init_key)
 
 
+def abstract_state(task: Task, config, sharding_) -> Any:
+    """The state's ShapeDtypeStructs placed with `sharding_` (what a restore fills), without computing it."""
+    return checkpoint.abstract_like(jax.eval_shape(task.init, jax.random.key(config.seed)), sharding_)
+
+
 def setup(task: Task, config, mesh=None) -> Setup:
     """Places `task` on `mesh` (default: every device): the state's init, the jitted step, replicated inputs."""
     mesh = mesh if mesh is not None else sharding.make_mesh()
@@ -116,7 +121,7 @@ def setup(task: Task, config, mesh=None) -> Setup:
         mesh=mesh,
         init=jax.jit(task.init, out_shardings=repl),
         init_key=init_key,
-        abstract=checkpoint.abstract_like(jax.eval_shape(task.init, init_key), repl),
+        abstract=abstract_state(task, config, repl),
         step=jit_train_step(task, mesh),
         key=jax.device_put(jax.random.key(config.seed + 1), repl),
         frozen=jax.device_put(task.frozen, repl),
@@ -125,9 +130,7 @@ def setup(task: Task, config, mesh=None) -> Setup:
 
 def restore_for_inference(task: Task, config, workdir: str):
     """-> (latest checkpoint's state without the data stream, its step), replicated."""
-    mesh = sharding.make_mesh()
-    repl = sharding.replicated(mesh)
-    abstract = checkpoint.abstract_like(jax.eval_shape(task.init, jax.random.key(config.seed)), repl)
+    abstract = abstract_state(task, config, sharding.replicated(sharding.make_mesh()))
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
     if ckpt.latest_step() is None:
         raise FileNotFoundError(f"{workdir}: no checkpoint found under checkpoints/; train first with --mode=train")
