@@ -214,14 +214,15 @@ class Evaluator:
         for i, (_, u8) in enumerate(tqdm(subset, desc=f"SIC x{n}", leave=False)):
             q = matched_quality(u8, per_image[i]["bpp"])
             qualities.append(q)
+            first_model, first_jpeg = cd.roundtrip_u8(u8), jpeg_fn(q)(u8)  # cycle 1, computed once
             c, last_model = sic_curve(cd.roundtrip_u8, u8, n)
             curves["model"].append(c)
-            lp["model"].append((lpips.score(cd.roundtrip_u8(u8), u8), lpips.score(last_model, u8)))
+            lp["model"].append((lpips.score(first_model, u8), lpips.score(last_model, u8)))
             c, last_jpeg = sic_curve(jpeg_fn(q), u8, n)
             curves["jpeg"].append(c)
-            lp["jpeg"].append((lpips.score(jpeg_fn(q)(u8), u8), lpips.score(last_jpeg, u8)))
+            lp["jpeg"].append((lpips.score(first_jpeg, u8), lpips.score(last_jpeg, u8)))
             if i == 0:
-                last = {"image": u8, "model_1": cd.roundtrip_u8(u8), "model_n": last_model, "jpeg_n": last_jpeg}
+                last = {"image": u8, "model_1": first_model, "model_n": last_model, "jpeg_n": last_jpeg}
             if other is not None:
                 q2 = matched_quality(u8, len(other.encode_bytes(u8.astype(np.float32) / 255.0)) * 8.0 / u8[..., 0].size)
                 curves["model_variable"].append(sic_curve(None, u8, n, [cd.roundtrip_u8, other.roundtrip_u8])[0])
