@@ -16,23 +16,36 @@ flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, sampl
 flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"], "What to do.")
 flags.DEFINE_string("input", None, "predict: an image or a folder of images.")
 flags.DEFINE_string("output", None, "predict: output file (image input) or folder (folder input).")
+# Several processes (JAX's distributed runtime). Unset: read from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
+# JAX_PROCESS_ID; on a TPU pod or under Slurm `--config.distributed=True` alone lets JAX detect them.
+flags.DEFINE_string("coordinator_address", None, "multi-process: host:port of process 0's coordinator.")
+flags.DEFINE_integer("num_processes", None, "multi-process: how many processes take part.")
+flags.DEFINE_integer("process_id", None, "multi-process: this process's index, 0 .. num_processes-1.")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
 
-def main(argv):
+def main(argv, hooks=()):
+    """The launcher; `hooks` (per-step callbacks, see `trainer.train_and_evaluate`) are for scripts that wrap it."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax/absl INFO lines drown the progress output
     from common import sharding, trainer
 
     config = FLAGS.config
-    sharding.maybe_initialize_distributed(config)
+    joined = sharding.initialize_distributed(
+        coordinator_address=FLAGS.coordinator_address,
+        num_processes=FLAGS.num_processes,
+        process_id=FLAGS.process_id,
+        auto=config.distributed,
+    )
+    if joined and FLAGS.mode != "train":
+        raise app.UsageError(f"--mode={FLAGS.mode} runs in one process; start it without the multi-process settings")
     method = importlib.import_module(f"methods.{config.method}")
     task = method.build(config)
     workdir = os.path.abspath(FLAGS.workdir)
     if FLAGS.mode == "train":
-        trainer.train_and_evaluate(task, config, workdir)
+        trainer.train_and_evaluate(task, config, workdir, hooks=hooks)
     elif FLAGS.mode == "eval":
         state, step = trainer.restore_for_inference(task, config, workdir)
         trainer.run_evaluation(task, state, workdir, step)
@@ -44,7 +57,7 @@ def main(argv):
             print(path)
 
 
-def run():
+def run(main=main):
     """Entry point that turns user-facing errors into one clear line instead of a traceback."""
     from common.errors import UserError
 

@@ -261,17 +261,20 @@ def train_pipeline(
     """An endless, deterministic, checkpointable grain stream of batches.
 
     `sample_fn(rng)` builds one example from a generator seeded by (seed,
-    index); each process reads its own slice of the index range, so on
-    multi-host runs `batch_size` is the global batch.
+    index); each process reads its own rows of every batch, so on
+    multi-process runs `batch_size` is the global batch.
     """
     pc, pi = jax.process_count(), jax.process_index()
     if batch_size % pc:
         raise ValueError(f"batch size {batch_size} is not divisible by the {pc} processes")
-    ds = grain.MapDataset.range(ENDLESS)
+    # One stream seeded by the global index. Process i reads rows [i*b, (i+1)*b) of each global batch, so a
+    # step's global batch holds the same examples in the same rows for any process count.
+    ds = grain.MapDataset.range(ENDLESS).random_map(lambda _, rng: sample_fn(rng), seed=seed)
+    b = batch_size // pc
     if pc > 1:
-        ds = ds.slice(slice(pi, None, pc))
-    ds = ds.random_map(lambda _, rng: sample_fn(rng), seed=seed)
-    ds = ds.batch(batch_size // pc)
+        stream = ds
+        ds = grain.MapDataset.range(ENDLESS).map(lambda m: stream[(m // b) * batch_size + pi * b + m % b])
+    ds = ds.batch(b)
     opts = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(2, 2 * num_threads))
     return ds.to_iter_dataset(opts)
 

@@ -7,6 +7,8 @@ BatchNorm statistics are global, so no step ever calls `pmean`.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
@@ -17,10 +19,65 @@ from common.errors import ConfigError
 DATA = "data"
 
 
-def maybe_initialize_distributed(config) -> None:
-    """Multi-host: `jax.distributed.initialize()` when `config.distributed` is set."""
-    if config.get("distributed", False):
-        jax.distributed.initialize()
+# The process-group settings, read from these environment variables when not given as flags.
+DISTRIBUTED_ENV = {
+    "coordinator_address": "JAX_COORDINATOR_ADDRESS",
+    "num_processes": "JAX_NUM_PROCESSES",
+    "process_id": "JAX_PROCESS_ID",
+}
+
+
+def initialize_distributed(
+    *, coordinator_address: str | None = None, num_processes=None, process_id=None, auto: bool = False
+) -> bool:
+    """Joins this process to a multi-process run with `jax.distributed.initialize` (JAX's own runtime).
+
+    Explicit settings (or the `DISTRIBUTED_ENV` variables) describe the group by hand, e.g. several
+    processes on one machine; with `auto` (``--config.distributed=True``) and no settings JAX detects TPU
+    pods, Slurm and Open MPI itself. Returns whether a group was joined. On CPU the cross-process
+    collectives are gloo's (JAX's default).
+    """
+    given = {"coordinator_address": coordinator_address, "num_processes": num_processes, "process_id": process_id}
+    for name, var in DISTRIBUTED_ENV.items():
+        if given[name] in (None, "") and os.environ.get(var):
+            given[name] = os.environ[var]
+    if not auto and all(v in (None, "") for v in given.values()):
+        return False
+    kwargs = {}
+    for name in ("num_processes", "process_id"):
+        v = given[name]
+        if v in (None, ""):
+            continue
+        try:
+            kwargs[name] = int(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}={v!r} ({DISTRIBUTED_ENV[name]}) is not an integer") from None
+    if given["coordinator_address"]:
+        kwargs["coordinator_address"] = str(given["coordinator_address"])
+    if kwargs and set(kwargs) != set(DISTRIBUTED_ENV) and not auto:
+        missing = [f"--{n} / {DISTRIBUTED_ENV[n]}" for n in DISTRIBUTED_ENV if n not in kwargs]
+        raise ConfigError(
+            f"a multi-process run needs all of coordinator address, process count and id; missing: "
+            f"{', '.join(missing)} (or --config.distributed=True on a TPU pod or Slurm)"
+        )
+    if "num_processes" in kwargs and not 0 <= kwargs.get("process_id", 0) < kwargs["num_processes"]:
+        raise ConfigError(f"process_id {kwargs['process_id']} is not in [0, num_processes={kwargs['num_processes']})")
+    try:
+        jax.distributed.initialize(**kwargs, shutdown_timeout_seconds=3600)
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError(f"jax.distributed.initialize({kwargs or ''}) failed: {type(e).__name__}: {e}") from e
+    return True
+
+
+def host_local(tree):
+    """A replicated state as single-device arrays on this process's own device.
+
+    Host-side work that one process does alone (sample grids, evaluation, prediction) reads this, so it
+    launches no computation on other processes' devices. In one process it is the tree itself.
+    """
+    if jax.process_count() == 1:
+        return tree
+    return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
 
 
 def make_mesh(devices=None) -> Mesh:
@@ -30,6 +87,17 @@ def make_mesh(devices=None) -> Mesh:
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
+
+
+def replicate(tree, mesh: Mesh):
+    """Host values (numpy or single-device arrays, no PRNG keys) as arrays replicated over `mesh`.
+
+    Every process passes the same values; across processes `device_put` cannot reach the other devices.
+    """
+    repl = replicated(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, repl)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(repl, np.asarray(x)), tree)
 
 
 def batch_sharded(mesh: Mesh) -> NamedSharding:

@@ -123,8 +123,8 @@ def setup(task: Task, config, mesh=None) -> Setup:
         init_key=init_key,
         abstract=abstract_state(task, config, repl),
         step=jit_train_step(task, mesh),
-        key=jax.device_put(jax.random.key(config.seed + 1), repl),
-        frozen=jax.device_put(task.frozen, repl),
+        key=jax.jit(lambda: jax.random.key(config.seed + 1), out_shardings=repl)(),
+        frozen=sharding.replicate(task.frozen, mesh),
     )
 
 
@@ -155,6 +155,10 @@ def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook
 
     `hooks` run after every step, once the checkpoints requested so far are on disk (so giving hooks makes
     checkpoint writes synchronous): profilers, custom stops, fault injection in tests.
+
+    In a multi-process run every process runs this loop in step (each feeding its own slice of the stream
+    to the global batch, and saving together into one orbax checkpoint); process 0 alone writes logs,
+    samples and the evaluation, from its own copy of the replicated state.
     """
     con = logger.console()
     run = setup(task, config)
@@ -184,7 +188,8 @@ def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook
     log.truncate_after(start)  # drop lines a killed run logged after its last checkpoint
     total = int(task.total_steps)
     acc, acc_n, t_last, step_last = None, 0, time.perf_counter(), start
-    bar = tqdm(total=total, initial=start, disable=not sys.stderr.isatty(), dynamic_ncols=True, desc="train")
+    lead = jax.process_index() == 0  # the one process that draws, logs, samples and evaluates
+    bar = tqdm(total=total, initial=start, disable=not (lead and sys.stderr.isatty()), dynamic_ncols=True, desc="train")
     stopped, failed = False, False
     step = start
     with _Stop() as stop:
@@ -208,8 +213,8 @@ def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook
                         con.info(_summary(step, total, flat))
                     else:
                         bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in list(flat.items())[:4]})
-                if task.samples and config.sample_every and (step % config.sample_every == 0 or step == total):
-                    log.image(step, "train", task.samples(state, host_batch))
+                if lead and task.samples and config.sample_every and (step % config.sample_every == 0 or step == total):
+                    log.image(step, "train", task.samples(sharding.host_local(state), host_batch))
                 if step % config.checkpoint_every == 0 and step < total:
                     save(step, state)
                 if hooks:
@@ -234,8 +239,8 @@ def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook
     state = finalize(state)
 
     results = {}
-    if not stopped and task.evaluate is not None and config.get("eval_at_end", True):
-        results = run_evaluation(task, state, workdir, step)
+    if lead and not stopped and task.evaluate is not None and config.get("eval_at_end", True):
+        results = run_evaluation(task, sharding.host_local(state), workdir, step)
     ckpt.close()
     log.close()
     if stopped:

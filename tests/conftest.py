@@ -54,11 +54,22 @@ def run_py(args, *, env=None, timeout=600, check=True, devices=1):
 MESH_CHECKS = ("defocus:test", "srfeat:test,gan", "tone:test", "face_sr:test", "compression:test")
 
 
+_MESH_STATES = tempfile.mkdtemp(prefix="restorejax-mesh-states-")
+atexit.register(shutil.rmtree, _MESH_STATES, ignore_errors=True)
+
+
 @functools.cache
 def _mesh_results() -> dict:
     """Every method's mesh check, in one 4-device process (started once per session, on first use)."""
-    p = run_py(["tests/mesh_check.py", *MESH_CHECKS], devices=4, timeout=900)
+    p = run_py(["tests/mesh_check.py", "--save", _MESH_STATES, *MESH_CHECKS], devices=4, timeout=900)
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def mesh_state(method: str, variant: str) -> dict:
+    """The state after the mesh check's 3 steps on one process with 4 devices: {leaf path: array}."""
+    _mesh_results()
+    with np.load(os.path.join(_MESH_STATES, f"{method}_{variant}.npz")) as f:
+        return dict(f)
 
 
 def assert_mesh_matches_one_device(method: str, variant: str, *, metric_keys=None):

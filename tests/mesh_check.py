@@ -1,9 +1,11 @@
 """Run in a process with 4 CPU devices: N train steps on a 4-device mesh vs 1 device.
 
-    python tests/mesh_check.py METHOD:VARIANT [METHOD:VARIANT ...]
+    python tests/mesh_check.py [--save DIR] METHOD:VARIANT [METHOD:VARIANT ...]
 
 Prints one JSON line, per METHOD:VARIANT: max abs state difference, state
 scale, trace counts and the last step's scalar metrics on 1 and on 4 devices.
+With --save, the 4-device state is written to DIR/METHOD_VARIANT.npz (leaves
+keyed by path: the reference of the multi-process checks).
 """
 
 import importlib
@@ -16,6 +18,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common import sharding, trainer  # noqa: E402
+from tests.leaves import local_leaves  # noqa: E402
 
 
 def run(method: str, variant: str, devices, steps: int):
@@ -37,9 +40,11 @@ def run(method: str, variant: str, devices, steps: int):
     return jax.device_get(state), jax.device_get(metrics), traces["n"]
 
 
-def check(method: str, variant: str) -> dict:
+def check(method: str, variant: str, save: str | None = None) -> dict:
     s1, m1, t1 = run(method, variant, jax.devices()[:1], 3)
     s4, m4, t4 = run(method, variant, jax.devices(), 3)
+    if save:
+        np.savez(os.path.join(save, f"{method}_{variant}.npz"), **local_leaves(s4))
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(s1)]
     diffs = jax.tree.leaves(
         jax.tree.map(
@@ -64,5 +69,9 @@ def check(method: str, variant: str) -> dict:
 
 if __name__ == "__main__":
     assert jax.device_count() == 4, jax.devices()
-    pairs = [a.split(":", 1) for a in sys.argv[1:]]
-    print(json.dumps({f"{m}:{v}": check(m, v) for m, v in pairs}))
+    args = sys.argv[1:]
+    save = None
+    if args[:1] == ["--save"]:
+        save, args = args[1], args[2:]
+    pairs = [a.split(":", 1) for a in args]
+    print(json.dumps({f"{m}:{v}": check(m, v, save) for m, v in pairs}))

@@ -72,7 +72,7 @@ def test_a_run_leaves_every_output(trained):
 def test_a_run_killed_by_sigkill_resumes_bitwise_exactly(trained, tmp_path):
     a, b = trained("defocus.py:test"), str(tmp_path / "b")
     # SIGKILL right after step 3 (the step-2 checkpoint on disk, step 3 logged nowhere), resume to 4
-    p = run_py(["tests/kill_at_step.py", "defocus", "test", b, "3"], check=False)
+    p = run_py(["tests/train_worker.py", CFG, f"--workdir={b}", "--kill_at=3"], check=False)
     assert p.returncode == -signal.SIGKILL and "killing at step 3" in p.stdout, p.stderr[-3000:]
     assert _params(b)[0] == 2
     p = run_py(["launch.py", CFG, f"--workdir={b}", "--config.eval_at_end=False"])

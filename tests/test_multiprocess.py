@@ -1,0 +1,209 @@
+"""Two processes x 2 CPU devices, joined by `jax.distributed` on localhost, train like one process x 4 devices.
+
+Each group runs under a deadline with a free port; every child is killed however the test ends, so a hung
+collective fails the test instead of hanging the suite.
+"""
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT, mesh_state, subprocess_env
+
+N_PROC = 2
+DEADLINE_S = 300  # a whole group; a healthy one takes well under a minute
+GRACE_S = 20  # how long the others may outlive a process that exited (then they are killed)
+
+
+@dataclasses.dataclass
+class Exit:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def checksums(self) -> dict[int, str]:
+        """step -> this process's state digest (printed by tests/train_worker.py)."""
+        return {int(m[1]): m[2] for m in re.finditer(r"^process \d+ step (\d+) checksum (\S+)$", self.stdout, re.M)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_group(
+    args: list[str], tmp_path, *, settings: str = "flags", expect_ok: bool = True, deadline_s: float = DEADLINE_S
+) -> list[Exit]:
+    """`python ARGS` as process i of N_PROC (2 CPU devices each); the group's settings come from launch.py's flags
+    or from the JAX_* environment variables. Returns each process's exit; all are dead when it returns."""
+    address = f"127.0.0.1:{free_port()}"
+    procs, files = [], []
+    try:
+        for i in range(N_PROC):
+            env = subprocess_env(devices=2)
+            extra = []
+            if settings == "flags":
+                extra = [f"--coordinator_address={address}", f"--num_processes={N_PROC}", f"--process_id={i}"]
+            else:
+                env.update(JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES=str(N_PROC), JAX_PROCESS_ID=str(i))
+            out, err = open(tmp_path / f"p{i}.out", "w+"), open(tmp_path / f"p{i}.err", "w+")
+            files.append((out, err))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, *args, *extra], cwd=ROOT, env=env, stdout=out, stderr=err, start_new_session=True
+                )
+            )
+        deadline, first_exit = time.monotonic() + deadline_s, None
+        while any(p.poll() is None for p in procs):
+            now = time.monotonic()
+            if first_exit is None and any(p.poll() is not None for p in procs):
+                first_exit = now
+            if now > deadline or (first_exit is not None and now > first_exit + GRACE_S):
+                break
+            time.sleep(0.2)
+        hung = [i for i, p in enumerate(procs) if p.poll() is None]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    exits = []
+    for p, (out, err) in zip(procs, files, strict=True):
+        out.seek(0), err.seek(0)
+        exits.append(Exit(p.returncode, out.read(), err.read()))
+        out.close(), err.close()
+    report = "\n".join(
+        f"--- process {i} rc {e.returncode}\n{e.stdout[-1500:]}\n{e.stderr[-3000:]}" for i, e in enumerate(exits)
+    )
+    if expect_ok:
+        assert not hung, f"processes {hung} still running after the deadline or after another exited:\n{report}"
+        assert all(e.returncode == 0 for e in exits), report
+    return exits
+
+
+def assert_same_state(a: dict, b: dict, *, rtol: float = 0.0):
+    assert a.keys() == b.keys() and len(a) > 10
+    scale = max(float(np.max(np.abs(v))) for v in a.values() if v.size and v.dtype.kind == "f")
+    for k in a:
+        if rtol == 0.0:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        else:
+            np.testing.assert_allclose(a[k], b[k], rtol=0, atol=rtol * max(1.0, scale), err_msg=k)
+
+
+def load(prefix: str) -> list[dict]:
+    out = []
+    for i in range(N_PROC):
+        with np.load(f"{prefix}.p{i}.npz") as f:
+            out.append(dict(f))
+    return out
+
+
+def logged_steps(workdir) -> list[int]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line)["step"] for line in f]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method,evaluate", [("defocus", True), ("compression", False)])
+def test_two_processes_train_save_and_resume_like_one_process(method, evaluate, tmp_path):
+    worker = ["tests/train_worker.py", f"--config=configs/{method}.py:test", "--config.total_steps=3"]
+    worker += ["--config.checkpoint_every=2", f"--config.eval_at_end={evaluate}"]
+
+    # 1. uninterrupted, the group given by launch.py's flags: 3 steps
+    u = tmp_path / "u"
+    exits = run_group([*worker, f"--workdir={u}", f"--dump={tmp_path / 'u'}"], tmp_path, settings="flags")
+    sums = [e.checksums() for e in exits]
+    assert sorted(sums[0]) == [1, 2, 3] and sums[0] == sums[1]  # every step, both processes hold one state
+    s0, s1 = load(str(tmp_path / "u"))
+    assert_same_state(s0, s1)
+    assert_same_state(mesh_state(method, "test"), s0, rtol=1e-4)  # = 1 process x 4 devices (tests/mesh_check.py)
+
+    # one orbax checkpoint per save; only process 0 logs, draws and evaluates
+    assert sorted(os.listdir(u / "checkpoints")) == ["2", "3"]
+    assert logged_steps(u) == [2, 3]
+    assert os.listdir(u / "samples") == ["train_0000003.png"]
+    assert os.path.isfile(u / "eval" / "metrics.json") == evaluate
+    assert ("eval_seconds" in exits[0].stderr) == evaluate and "eval_seconds" not in exits[1].stderr
+    assert "step 2/3" in exits[0].stderr and "step 2/3" not in exits[1].stderr
+
+    # 2. the group given by JAX_* environment variables, both processes SIGKILLed right after step 2 ...
+    k = tmp_path / "k"
+    exits = run_group([*worker, f"--workdir={k}", "--kill_at=2"], tmp_path, settings="env", expect_ok=False)
+    assert exits[0].returncode == -signal.SIGKILL and "killing at step 2" in exits[0].stdout, exits[0].stderr[-3000:]
+    assert all(e.returncode != 0 for e in exits)
+    assert sorted(os.listdir(k / "checkpoints")) == ["2"]
+
+    # ... and relaunched: both read the step-2 checkpoint back, and step 3 equals the uninterrupted run's
+    exits = run_group([*worker, f"--workdir={k}", f"--dump={tmp_path / 'k'}"], tmp_path, settings="env")
+    assert [sorted(e.checksums()) for e in exits] == [[3], [3]]
+    assert exits[0].checksums()[3] == exits[1].checksums()[3] == sums[0][3]
+    for a, b in zip(load(str(tmp_path / "k")), (s0, s1), strict=True):
+        assert_same_state(a, b)
+    assert "Resuming" in exits[0].stderr and "Resuming" not in exits[1].stderr
+    assert logged_steps(k) == [2, 3]
+    assert sorted(os.listdir(k / "checkpoints")) == ["2", "3"]
+
+
+def test_a_hung_group_fails_and_leaves_no_process(tmp_path):
+    """The harness's own guarantee: a group that never finishes is an assertion failure, and it is killed."""
+    t0 = time.monotonic()
+    with pytest.raises(AssertionError, match="still running"):
+        run_group(["-c", "import time, sys; print(sys.argv, flush=True); time.sleep(600)"], tmp_path, deadline_s=2)
+    assert time.monotonic() - t0 < 30
+
+
+def test_multi_process_settings_are_checked_before_joining(monkeypatch):
+    from common import sharding
+    from common.errors import ConfigError
+
+    for var in sharding.DISTRIBUTED_ENV.values():
+        monkeypatch.delenv(var, raising=False)
+    assert sharding.initialize_distributed() is False  # nothing set: one process
+    with pytest.raises(ConfigError, match="missing: --coordinator_address / JAX_COORDINATOR_ADDRESS"):
+        sharding.initialize_distributed(num_processes=2, process_id=0)
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1")
+    with pytest.raises(ConfigError, match="JAX_PROCESS_ID"):
+        sharding.initialize_distributed(num_processes=2)
+    monkeypatch.setenv("JAX_PROCESS_ID", "one")
+    with pytest.raises(ConfigError, match="process_id='one' \\(JAX_PROCESS_ID\\) is not an integer"):
+        sharding.initialize_distributed(num_processes=2)
+    with pytest.raises(ConfigError, match="process_id 2 is not in"):
+        sharding.initialize_distributed(num_processes=2, process_id=2)
+
+
+def test_each_process_reads_its_rows_of_the_one_stream():
+    """Process i's batches are rows [i*b, (i+1)*b) of the one-process stream's batches: same examples, same rows."""
+    from unittest import mock
+
+    import jax
+
+    from common import data
+
+    def example(rng):
+        return {"x": np.asarray(rng.integers(1 << 30))}
+
+    def batches(n, **kw):
+        it = iter(data.train_pipeline(example, batch_size=6, seed=3, num_threads=1))
+        return [next(it)["x"] for _ in range(n)]
+
+    whole = batches(3)
+    parts = []
+    for i in range(3):
+        with (
+            mock.patch.object(jax, "process_count", return_value=3),
+            mock.patch.object(jax, "process_index", return_value=i),
+        ):
+            parts.append(batches(3))
+    assert len(np.unique(np.concatenate(whole))) == 18
+    for k in range(3):
+        np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), whole[k])
