@@ -158,10 +158,12 @@ class TfdsSource(Sequence):
         try:
             self.ds = tfds.data_source(name, split=split, data_dir=data_dir)
         except Exception as e:  # noqa: BLE001 - TFDS raises many types; name the dataset
+            detail = (str(e).strip().splitlines() or [""])[0][:200]  # TFDS appends every dataset it knows
             raise ConfigError(
                 f"TFDS dataset {name!r} split {split!r} is not prepared in "
-                f"{data_dir or '~/tensorflow_datasets'} ({type(e).__name__}: {e}). Prepare it "
-                "once with `pip install .[tf]` and `tfds build`, or use source kind 'folder'."
+                f"{data_dir or '~/tensorflow_datasets'} ({type(e).__name__}: {detail}). Prepare it "
+                "once with TensorFlow (`pip install .[tf]`, then `tfds build` or the dataset's builder; "
+                "tests/write_tfds.py is an example), or use source kind 'folder'."
             ) from e
         self.key = key
         self.name = name
