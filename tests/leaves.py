@@ -10,11 +10,14 @@ DERIVED = (".tables",)
 
 def local_leaves(state) -> dict[str, np.ndarray]:
     """This process's copy of each trained leaf of a replicated state, keyed by its path."""
-    out = {}
+    keys, arrays = [], []
     for path, x in jax.tree_util.tree_leaves_with_path(state):
         if jax.tree_util.keystr(path).startswith(DERIVED):
             continue
-        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x = jax.random.key_data(x)
-        out[jax.tree_util.keystr(path)] = np.asarray(x.addressable_data(0) if isinstance(x, jax.Array) else x)
-    return out
+        if isinstance(x, jax.Array):
+            if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+                x = jax.random.key_data(x)
+            x = x.addressable_data(0)
+        keys.append(jax.tree_util.keystr(path))
+        arrays.append(x)
+    return dict(zip(keys, map(np.asarray, jax.device_get(arrays)), strict=True))
