@@ -22,6 +22,24 @@ def test_frechet_distance_matches_the_diagonal_closed_form():
     assert fid.frechet_distance(*fid.statistics(f), *fid.statistics(f)) == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("n1,n2", [(7, 12), (1, 5), (30, 30)])
+def test_the_low_rank_feature_distance_equals_the_equation(n1, n2):
+    """Fewer images than features: the nuclear-norm form against Tr(Σ1 + Σ2 − 2(Σ1Σ2)^½) written out with
+    symmetric eigendecompositions ((Σ1Σ2)^½ has the eigenvalues of (Σ1^½ Σ2 Σ1^½)^½)."""
+    rng = np.random.default_rng(n1)
+    d = 40
+    f1, f2 = rng.normal(size=(n1, d)) * rng.uniform(0.2, 2, d), rng.normal(0.3, 1.0, size=(n2, d))
+    (mu1, s1), (mu2, s2) = fid.statistics(f1), fid.statistics(f2)
+    w, v = np.linalg.eigh(s1)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    cross = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(root1 @ s2 @ root1), 0, None)))
+    ref = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * cross
+    assert fid.feature_distance(f1, f2) == pytest.approx(ref, rel=1e-6)  # the reference sums ~1e-8 noise roots
+    assert fid.feature_distance(f1, f1) == pytest.approx(0.0, abs=1e-9)
+    big = rng.normal(size=(d + 5, d))  # more images than features: the sqrtm path
+    assert fid.feature_distance(big, f2) == pytest.approx(fid.frechet_distance(*fid.statistics(big), mu2, s2))
+
+
 def _write_keras_h5(path, params):
     """A file laid out like Keras' InceptionV3 notop weights (TF2 names: conv2d, conv2d_1, ...)."""
     with h5py.File(path, "w") as f:

@@ -94,9 +94,9 @@ class Evaluator:
                 "images": recs,
             }
             if fid_net is not None:
-                truth = fid.statistics(np.stack(feats[name]["truth"]))
+                truth = np.stack(feats[name]["truth"])
                 for k in ("bicubic", "model"):
-                    results[name][k]["fid"] = fid.frechet_distance(*fid.statistics(np.stack(feats[name][k])), *truth)
+                    results[name][k]["fid"] = fid.feature_distance(np.stack(feats[name][k]), truth)
         evaluation.save_samples(outdir, rows)
         return results
 
