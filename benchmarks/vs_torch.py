@@ -2,7 +2,7 @@
 
     pip install -e '.[torch]'
     python benchmarks/vs_torch.py [--steps 5] [--threads N] [--only srfeat_g,srfeat_gan,dmenet_b]
-        [--conv_backward xla|forward] [--small]
+        [--small]
 
 Steps (the authors' sizes; ``--small`` shrinks every one for a quick look):
 
@@ -34,7 +34,6 @@ def parse():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--only", default="srfeat_g,srfeat_gan,dmenet_b")
-    p.add_argument("--conv_backward", default="", help="config.conv_backward for the JAX side ('' = the default)")
     p.add_argument("--small", action="store_true", help="small shapes (a smoke run, not a comparison)")
     return p.parse_args()
 
@@ -340,9 +339,8 @@ def main():
     small = ARGS.small
     sr = dict(channels=32 if small else 128, blocks=4 if small else 16, lr=16 if small else 74, batch=4 if small else 9)
     dm = dict(crop=64 if small else 240, batch=2 if small else 3, n_res=7)
-    conv = {"conv_backward": ARGS.conv_backward} if ARGS.conv_backward else {}
     srfeat = {"model.channels": sr["channels"], "model.blocks": sr["blocks"], "data.lr_size": sr["lr"]}
-    srfeat |= {"batch_size": sr["batch"], "data.threads": 1, **conv}
+    srfeat |= {"batch_size": sr["batch"], "data.threads": 1}
     cases = {
         "srfeat_g": (lambda: torch_srfeat_g(sr), ("srfeat", "", srfeat)),
         "srfeat_gan": (
@@ -351,7 +349,7 @@ def main():
         ),
         "dmenet_b": (
             lambda: torch_dmenet_b(dm),
-            ("defocus", "b", {"data.crop": dm["crop"], "batch_size": dm["batch"], "data.threads": 1, **conv}),
+            ("defocus", "b", {"data.crop": dm["crop"], "batch_size": dm["batch"], "data.threads": 1}),
         ),
     }
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), jax {jax.__version__} {jax.devices()}")
