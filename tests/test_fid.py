@@ -1,5 +1,6 @@
 """FID: the Fréchet distance against its closed form, and Keras InceptionV3 weights through the converter."""
 
+import functools
 import json
 import os
 
@@ -54,9 +55,14 @@ def _write_keras_h5(path, params):
             g.create_dataset("moving_variance:0", data=np.asarray(p["var"]) + 0.5)
 
 
+@functools.cache
+def _inception_variables():
+    """Random InceptionV3 variables (initialised once per session: the init traces the whole network)."""
+    return jax.jit(fid.InceptionV3().init)(jax.random.key(0), jnp.zeros((1, 75, 75, 3)))
+
+
 def test_keras_weights_convert_load_and_give_the_same_features(tmp_path):
-    net = fid.InceptionV3()
-    v = net.init(jax.random.key(0), jnp.zeros((1, 75, 75, 3)))
+    v = _inception_variables()
     rng = np.random.default_rng(1)
     params = jax.tree.map(lambda a: np.asarray(a) + 0.05 * rng.standard_normal(a.shape).astype(np.float32), v["params"])
     _write_keras_h5(tmp_path / "w.h5", params)
@@ -68,9 +74,10 @@ def test_keras_weights_convert_load_and_give_the_same_features(tmp_path):
     np.testing.assert_array_equal(loaded["params"]["cbn93"]["conv"]["kernel"], expect["cbn93"]["conv"]["kernel"])
     np.testing.assert_array_equal(loaded["params"]["cbn10"]["var"], expect["cbn10"]["var"])
     x = jnp.asarray(rng.random((1, 40, 40, 3)), jnp.float32)
-    out = net.apply(loaded, x)
+    apply = jax.jit(fid.InceptionV3().apply)
+    out = apply(loaded, x)
     assert out.shape == (1, 2048)
-    np.testing.assert_allclose(out, net.apply({"params": expect}, x), rtol=1e-5)
+    np.testing.assert_allclose(out, apply({"params": expect}, x), rtol=1e-5)
     # a file with a layer missing is a clear error
     with h5py.File(tmp_path / "w.h5", "a") as f:
         del f["conv2d_5"]
@@ -84,8 +91,7 @@ def test_face_sr_evaluation_reports_fid_only_with_weights(trained, tmp_path):
     from configs import face_sr as cfg_mod
     from methods import face_sr
 
-    net = fid.InceptionV3()
-    v = net.init(jax.random.key(0), jnp.zeros((1, 75, 75, 3)))["params"]
+    v = _inception_variables()["params"]
     flat = {}
     for i in range(fid.NUM_LAYERS):
         flat[f"cbn{i}/kernel"] = np.asarray(v[f"cbn{i}"]["conv"]["kernel"])

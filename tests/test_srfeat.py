@@ -140,7 +140,7 @@ def test_gan_step_combines_the_terms_and_equals_a_direct_gradient(schedule):
             out += getattr(lam, f"adv_{name}") * jnp.mean(sm.generator_adv_loss(logits))
         return out
 
-    grads = jax.grad(l_g)(state.g)
+    grads = jax.jit(jax.grad(l_g))(state.g)
     upd, _ = nets.tx.update(grads, state.opt_g, state.g)
     want = optax.apply_updates(state.g, upd)
     for a, b in zip(jax.tree.leaves(new.g), jax.tree.leaves(want), strict=True):
