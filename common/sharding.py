@@ -65,7 +65,8 @@ def initialize_distributed(
     try:
         jax.distributed.initialize(**kwargs, shutdown_timeout_seconds=3600)
     except (ValueError, RuntimeError) as e:
-        raise ConfigError(f"jax.distributed.initialize({kwargs or ''}) failed: {type(e).__name__}: {e}") from e
+        hint = "" if kwargs else " (no TPU pod, Slurm or Open MPI found: give the coordinator, count and id)"
+        raise ConfigError(f"jax.distributed.initialize({kwargs or ''}) failed: {type(e).__name__}: {e}{hint}") from e
     return True
 
 

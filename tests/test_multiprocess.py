@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, mesh_state, subprocess_env
+from conftest import ROOT, mesh_state, run_py, subprocess_env
 
 N_PROC = 2
 DEADLINE_S = 300  # a whole group; a healthy one takes well under a minute
@@ -218,3 +218,13 @@ def test_each_process_reads_its_rows_of_the_one_stream():
     assert len(np.unique(np.concatenate(whole))) == 18
     for k in range(3):
         np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), whole[k])
+
+
+def test_the_launcher_names_missing_or_undetectable_multi_process_settings(tmp_path):
+    cfg, wd = "--config=configs/defocus.py:test", f"--workdir={tmp_path}"
+    env = {v: "" for v in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")}
+    p = run_py(["launch.py", cfg, wd, "--num_processes=2"], env=env, check=False)
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert "missing: --coordinator_address / JAX_COORDINATOR_ADDRESS, --process_id / JAX_PROCESS_ID" in p.stderr
+    p = run_py(["launch.py", cfg, wd, "--config.distributed=True"], env=env, check=False)
+    assert p.returncode != 0 and "Traceback" not in p.stderr and "no TPU pod, Slurm or Open MPI found" in p.stderr
