@@ -156,7 +156,7 @@ def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook
     `hooks` run after every step, once the checkpoints requested so far are on disk (so giving hooks makes
     checkpoint writes synchronous): profilers, custom stops, fault injection in tests.
 
-    In a multi-process run every process runs this loop in step (each feeding its own slice of the stream
+    In a multi-process run every process runs this loop in step (each feeding its own rows of every batch
     to the global batch, and saving together into one orbax checkpoint); process 0 alone writes logs,
     samples and the evaluation, from its own copy of the replicated state.
     """
