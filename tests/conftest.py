@@ -65,6 +65,11 @@ def _mesh_results() -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def mesh_metrics(method: str, variant: str) -> dict:
+    """The scalar metrics of the mesh check's third step on one process with 4 devices."""
+    return _mesh_results()[f"{method}:{variant}"]["metrics_4"]
+
+
 def mesh_state(method: str, variant: str) -> dict:
     """The state after the mesh check's 3 steps on one process with 4 devices: {leaf path: array}."""
     _mesh_results()

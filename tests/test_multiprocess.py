@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, mesh_state, run_py, subprocess_env
+from conftest import ROOT, mesh_metrics, mesh_state, run_py, subprocess_env
 
 N_PROC = 2
 DEADLINE_S = 300  # a whole group; a healthy one takes well under a minute
@@ -113,6 +113,16 @@ def logged_steps(workdir) -> list[int]:
         return [json.loads(line)["step"] for line in f]
 
 
+def assert_step_3_metrics_match_one_process(workdir, method: str):
+    """The logged step-3 scalars equal those of 1 process x 4 devices (the parameters are compared at the
+    parameter scale: Adam's first steps turn float-order noise in near-zero gradients into lr-sized moves)."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        last = json.loads(f.readlines()[-1])
+    assert last["step"] == 3
+    for k, v in mesh_metrics(method, "test").items():
+        np.testing.assert_allclose(last[k], v, rtol=1e-4, atol=1e-6, err_msg=k)
+
+
 def assert_only_process_0_reports(exits: list[Exit], workdir, evaluate: bool, last: int = 3):
     """One line per logged step, one sample grid, one evaluation: process 0's; process 1 prints no progress."""
     assert logged_steps(workdir) == [2, last]
@@ -139,6 +149,7 @@ def test_two_processes_train_save_and_resume_like_one_process(method, uninterrup
         s0, s1 = load(str(tmp_path / "u"))
         assert_same_state(s0, s1)
         assert_same_state(reference, s0, rtol=1e-4)
+        assert_step_3_metrics_match_one_process(u, method)
         assert sorted(os.listdir(u / "checkpoints")) == ["2", "3"]  # one orbax checkpoint per save
         assert_only_process_0_reports(exits, u, evaluate=True)
 
@@ -160,6 +171,7 @@ def test_two_processes_train_save_and_resume_like_one_process(method, uninterrup
         assert exits[0].checksums()[3] == sums[0][3]
         assert_same_state(r0, s0)
     assert_same_state(reference, r0, rtol=1e-4)
+    assert_step_3_metrics_match_one_process(k, method)
     assert "Resuming" in exits[0].stderr and "Resuming" not in exits[1].stderr
     assert sorted(os.listdir(k / "checkpoints")) == ["2", "3"]
     assert_only_process_0_reports(exits, k, evaluate=uninterrupted)
