@@ -285,12 +285,7 @@ def jax_step(config_file: str, variant: str, overrides: dict):
     from common import sharding, trainer
 
     config = importlib.import_module(f"configs.{config_file}").get_config(variant)
-    for k, v in overrides.items():
-        node = config
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
+    config.update_from_flattened_dict(overrides)  # locked: a misspelt key is an error
     task = importlib.import_module(f"methods.{config.method}").build(config)
     run = trainer.setup(task, config)
     state = run.fresh_state()
@@ -307,15 +302,21 @@ def jax_step(config_file: str, variant: str, overrides: dict):
     return step, float(cost.get("flops", 0.0))
 
 
+def _wait(out):
+    """Blocks until a step's result exists (JAX dispatches asynchronously; a torch scalar is read)."""
+    if isinstance(out, torch.Tensor):
+        out.item()
+    else:
+        jax.block_until_ready(out)
+
+
 def timed(step, n: int) -> float:
     for _ in range(2):
-        out = step()
-        jax.block_until_ready(out) if not isinstance(out, torch.Tensor) else out.item()
+        _wait(step())
     ts = []
     for _ in range(n):
         t0 = time.perf_counter()
-        out = step()
-        jax.block_until_ready(out) if not isinstance(out, torch.Tensor) else out.item()
+        _wait(step())
         ts.append(time.perf_counter() - t0)
     return float(np.median(ts))
 

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import write_tfds  # tests/ is on the path, as for conftest
 from conftest import ROOT, run_py
 
 from common import data
@@ -17,8 +18,6 @@ from common.errors import ConfigError
 from configs.base import source
 
 DATA_DIR = os.path.join(ROOT, "tests", "data", "tfds")
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-import write_tfds  # noqa: E402
 
 
 def tfds_source(**kw):
