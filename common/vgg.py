@@ -74,11 +74,12 @@ def feature_layer(arch: str, name: str) -> str:
 
 
 def normalize(x, preprocess: str):
-    """RGB [0, 1] -> the input convention of the weights."""
+    """RGB [0, 1] -> the input convention of the weights, in `x`'s dtype (bf16 stays bf16)."""
+    c = lambda a: jnp.asarray(a, x.dtype)  # noqa: E731
     if preprocess == "caffe":
-        return x * 255.0 - _CAFFE_MEAN_RGB
+        return x * 255.0 - c(_CAFFE_MEAN_RGB)
     if preprocess == "torch":
-        return (x - _TORCH_MEAN) / _TORCH_STD
+        return (x - c(_TORCH_MEAN)) / c(_TORCH_STD)
     raise ValueError(f"unknown VGG preprocess {preprocess!r} (expected 'caffe' or 'torch')")
 
 

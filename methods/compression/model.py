@@ -31,62 +31,70 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from common import coding_tables, entropy, optim
+from common import coding_tables, entropy, optim, precision
 from common.errors import ConfigError
 
 # ----------------------------------------------------------------------------- networks
 
 
-def _conv(features, k, stride=1):
-    return nn.Conv(features, (k, k), strides=(stride, stride), padding="SAME")
+def _conv(features, k, stride=1, dtype=None):
+    return nn.Conv(features, (k, k), strides=(stride, stride), padding="SAME", dtype=dtype)
 
 
-def _deconv(features, k, stride=2):
-    return nn.ConvTranspose(features, (k, k), strides=(stride, stride), padding="SAME")
+def _deconv(features, k, stride=2, dtype=None):
+    return nn.ConvTranspose(features, (k, k), strides=(stride, stride), padding="SAME", dtype=dtype)
+
+
+# The transforms' convolutions compute in `dtype` (None: float32; common.precision); GDN and every output
+# are float32, so the entropy model and the losses never see bf16.
 
 
 class Analysis(nn.Module):
     n: int
     m: int
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x):
         h = x
         for i in range(3):
-            h = entropy.GDN(name=f"gdn{i}")(_conv(self.n, 5, 2)(h))
-        return _conv(self.m, 5, 2)(h)
+            h = entropy.GDN(name=f"gdn{i}")(_conv(self.n, 5, 2, self.dtype)(h).astype(jnp.float32))
+        return _conv(self.m, 5, 2, self.dtype)(h).astype(jnp.float32)
 
 
 class Synthesis(nn.Module):
     n: int
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, y):
         h = y
         for i in range(3):
-            h = entropy.GDN(inverse=True, name=f"igdn{i}")(_deconv(self.n, 5)(h))
-        return _deconv(3, 5)(h)
+            h = entropy.GDN(inverse=True, name=f"igdn{i}")(_deconv(self.n, 5, dtype=self.dtype)(h).astype(jnp.float32))
+        return _deconv(3, 5, dtype=self.dtype)(h).astype(jnp.float32)
 
 
 class HyperAnalysis(nn.Module):
     n: int
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, y):
-        h = nn.relu(_conv(self.n, 3)(jnp.abs(y)))
-        h = nn.relu(_conv(self.n, 5, 2)(h))
-        return _conv(self.n, 5, 2)(h)
+        h = nn.relu(_conv(self.n, 3, dtype=self.dtype)(jnp.abs(y)))
+        h = nn.relu(_conv(self.n, 5, 2, self.dtype)(h))
+        return _conv(self.n, 5, 2, self.dtype)(h).astype(jnp.float32)
 
 
 class HyperSynthesis(nn.Module):
     n: int
     m: int
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, z):
-        h = nn.relu(_deconv(self.n, 5)(z))
-        h = nn.relu(_deconv(self.n, 5)(h))
-        return nn.relu(_conv(self.m, 3)(h))
+        h = nn.relu(_deconv(self.n, 5, dtype=self.dtype)(z))
+        h = nn.relu(_deconv(self.n, 5, dtype=self.dtype)(h))
+        return nn.relu(_conv(self.m, 3, dtype=self.dtype)(h)).astype(jnp.float32)
 
 
 class Compressor(nn.Module):
@@ -95,13 +103,14 @@ class Compressor(nn.Module):
     prior: str = "hyperprior"
     n: int = 128
     m: int = 192
+    dtype: Any = None  # the transforms' compute dtype (training only; the codec's model is float32)
 
     def setup(self):
-        self.g_a = Analysis(self.n, self.m)
-        self.g_s = Synthesis(self.n)
+        self.g_a = Analysis(self.n, self.m, self.dtype)
+        self.g_s = Synthesis(self.n, self.dtype)
         if self.prior == "hyperprior":
-            self.h_a = HyperAnalysis(self.n)
-            self.h_s = HyperSynthesis(self.n, self.m)
+            self.h_a = HyperAnalysis(self.n, self.dtype)
+            self.h_s = HyperSynthesis(self.n, self.m, self.dtype)
             self.entropy_z = entropy.FactorizedPrior(self.n)
         else:
             self.entropy_y = entropy.FactorizedPrior(self.m)
@@ -237,6 +246,8 @@ class Nets:
         self.config = config
         m = config.model
         self.model = Compressor(prior=m.prior, n=m.n, m=m.m)
+        # the training forward passes: the same parameters, convolutions in config.precision
+        self.train_model = self.model.clone(dtype=precision.compute_dtype(config))
         self.tx = make_optimizer(config)
 
 
@@ -269,7 +280,7 @@ def finalize(state: State, *, nets: Nets) -> State:
 def losses(params, x, key, *, nets: Nets):
     """(L_total + aux, per-term metrics) of a batch. L_FI's second encoder pass reuses `params`."""
     cfg = nets.config.loss
-    model = nets.model
+    model = nets.train_model
     out = model.apply({"params": params}, x, rngs={"noise": key})
     num_pixels = x.shape[1] * x.shape[2]
     terms = {
@@ -283,7 +294,7 @@ def losses(params, x, key, *, nets: Nets):
         f1 = model.apply({"params": params}, i1, method=Compressor.analysis) + out["noise"]
         terms["feature_identity"] = jnp.mean(feature_identity_loss(f0, f1, cfg.fi_norm))
         total = total + cfg.lambda2 * terms["feature_identity"]
-    aux = model.apply({"params": params}, method=Compressor.aux_loss)
+    aux = nets.model.apply({"params": params}, method=Compressor.aux_loss)
     metrics_ = {f"loss/{k}": v for k, v in terms.items()}
     metrics_.update(
         {

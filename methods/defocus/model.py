@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from common import layers, optim, vgg
+from common import layers, optim, precision, vgg
 
 # ----------------------------------------------------------------------------- networks
 
@@ -178,10 +178,10 @@ class Nets:
     def __init__(self, config, backbone: vgg.Backbone):
         m = config.model
         spec = dataclasses.replace(backbone, variables=None)  # module fields must stay small and hashable
-        self.b = BlurNet(backbone=spec, width=m.width, n_res=m.n_res)
-        self.d = DomainNet(width=m.width)
-        self.s = SharpNet()
-        self.c = backbone.module("conv4_4")
+        self.b = precision.wrap(BlurNet(backbone=spec, width=m.width, n_res=m.n_res), config)
+        self.d = precision.wrap(DomainNet(width=m.width), config)
+        self.s = precision.wrap(SharpNet(), config)
+        self.c = precision.wrap(backbone.module("conv4_4"), config)
         self.c_layer = backbone.layer("conv4_4")
         sched = optim.staircase(config.optim)
         self.tx = optim.adam_with_decay(config.optim)

@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from common import gan, layers, metrics, optim, vgg
+from common import gan, layers, metrics, optim, precision, vgg
 
 # ----------------------------------------------------------------------------- networks
 
@@ -118,13 +118,14 @@ class Nets:
     def __init__(self, config, backbone: vgg.Backbone | None = None):
         m = config.model
         self.config = config
-        self.g = Generator(width=m.width, n_down=m.n_down, n_bottleneck=m.n_bottleneck, global_skip=m.global_skip)
-        self.d = Discriminator(width=m.d_width, n_down=m.d_down)
+        g = Generator(width=m.width, n_down=m.n_down, n_bottleneck=m.n_bottleneck, global_skip=m.global_skip)
+        self.g = precision.wrap(g, config)
+        self.d = precision.wrap(Discriminator(width=m.d_width, n_down=m.d_down), config)
         backbone = backbone or vgg.Backbone.spec(width=m.vgg_width)
         # f_i named by their VGG-19 layers (the seed's); resolved for the backbone (VGG-16: conv3_3, conv4_3)
         self.layers = tuple(backbone.layer(n) for n in config.loss.vgg_layers.split(","))
         order = vgg.layer_names(backbone.arch)
-        self.vgg = backbone.module(max(self.layers, key=order.index))
+        self.vgg = precision.wrap(backbone.module(max(self.layers, key=order.index)), config)
         # Caffe-normalised VGG-19 features are ~58x torch-normalised ones; 1/255 keeps them near the pixel L1
         self.feature_scale = config.loss.feature_scale or (1 / 255 if backbone.preprocess == "caffe" else 1.0)
         self.tx = optim.adam_with_decay(config.optim, b2=config.optim.b2)

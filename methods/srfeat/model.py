@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import checkpoint, gan, layers, metrics, optim, vgg
+from common import checkpoint, gan, layers, metrics, optim, precision, vgg
 from common.errors import ConfigError
 
 # ----------------------------------------------------------------------------- networks
@@ -108,10 +108,11 @@ class Nets:
         m = config.model
         self.config = config
         self.scale = m.scale
-        self.g = Generator(channels=m.channels, blocks=m.blocks, scale=m.scale, long_skip=m.long_skip)
-        self.d = gan.ConvDiscriminator(width=config.disc.width)
+        g = Generator(channels=m.channels, blocks=m.blocks, scale=m.scale, long_skip=m.long_skip)
+        self.g = precision.wrap(g, config)
+        self.d = precision.wrap(gan.ConvDiscriminator(width=config.disc.width), config)
         backbone = backbone or vgg.Backbone.spec(width=config.loss.vgg_width)
-        self.vgg = backbone.module("conv5_4")
+        self.vgg = precision.wrap(backbone.module("conv5_4"), config)
         self.phi_layer = backbone.layer("conv5_4")
         # the authors' 1/12.75 is for Caffe-normalised VGG-19; torch-normalised VGG-16 conv5_3 has rms ≈ 1 on photos
         self.feature_scale = config.loss.feature_scale or (1 / 12.75 if backbone.preprocess == "caffe" else 1.0)

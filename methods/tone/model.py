@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from common import gan, layers, metrics, optim
+from common import gan, layers, metrics, optim, precision
 from common.errors import ConfigError
 
 # ----------------------------------------------------------------------------- networks
@@ -118,9 +118,9 @@ class Nets:
     def __init__(self, config):
         m = config.model
         self.config = config
-        self.g = Generator(width=m.width, blocks=m.blocks)
-        self.d = naturalness_discriminator(m.d_width)
-        self.c = InverseNet(layers=m.inverse_layers, channels=m.inverse_channels)
+        self.g = precision.wrap(Generator(width=m.width, blocks=m.blocks), config)
+        self.d = precision.wrap(naturalness_discriminator(m.d_width), config)
+        self.c = precision.wrap(InverseNet(layers=m.inverse_layers, channels=m.inverse_channels), config)
         self.tx = optim.adam_with_decay(config.optim)
 
     def d_prob(self, d_params, img):
