@@ -64,7 +64,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.data = ""  # '' = ../shared/data/kodak when present, else builtin photos
     c.eval.max_images = 0  # 0 = all
-    c.eval.jpeg_qualities = (5, 10, 20, 30, 50, 70, 90)
+    c.eval.jpeg_qualities = (2, 3, 5, 10, 20, 30, 50, 70, 90)
     c.eval.sic_cycles = 50
     c.eval.sic_images = 0  # SIC on the first N images (0 = all)
     c.eval.sic_shifts = 4  # one-pixel-shifted crops of the first image (offsets 0..N−1)

@@ -15,6 +15,7 @@ from common import entropy
 from configs import compression as cc
 from methods.compression import evaluate as ce
 from methods.compression import model as mc
+from methods.compression import report
 
 # ----------------------------------------------------------------------------- numpy transcriptions
 
@@ -208,6 +209,14 @@ def test_sic_curve_and_matched_jpeg_quality():
     assert curve[0] == float("inf") and curve[1] == pytest.approx(ce.psnr_u8(once, u8))
 
 
+def test_jpeg_psnr_at_interpolates_between_the_neighbouring_points():
+    rd = [{"bpp": 0.5, "psnr": 29.0}, {"bpp": 0.2, "psnr": 24.0}, {"bpp": 0.3, "psnr": 26.0}]  # any order
+    assert ce.jpeg_psnr_at(rd, 0.25) == pytest.approx(25.0)
+    assert ce.jpeg_psnr_at(rd, 0.4) == pytest.approx(26.0 + 3.0 * 0.1 / 0.2)
+    assert ce.jpeg_psnr_at(rd, 0.2) == pytest.approx(24.0)
+    assert ce.jpeg_psnr_at(rd, 0.1) is None and ce.jpeg_psnr_at(rd, 0.6) is None
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -232,6 +241,14 @@ def test_train_then_eval_with_a_variable_rate_schedule(trained, tmp_path):
     for k in ("model", "jpeg", "shifted", "model_variable", "jpeg_variable"):
         assert len(sic[k]["psnr"]) == 3, k
     assert len(sic["shifted"]["final_psnr_per_shift"]) == 2
+    assert rd["jpeg_psnr_at_bpp"] == ce.jpeg_psnr_at(ev["jpeg_rd"], rd["bpp"])
+    # the report: one row per run with JPEG at the run's rate (or why not), and the plots
+    table = report.report([w], str(tmp_path / "report"))
+    row = table.splitlines()[2].split(" | ")
+    j = rd["jpeg_psnr_at_bpp"]
+    assert row[5] == ("outside the JPEG points" if j is None else f"{j:.2f} ({rd['psnr'] - j:+.2f})")
+    assert row[6] == f"{rd['mean_color_delta_e']:.2f}"
+    assert all(os.path.getsize(tmp_path / "report" / f) > 1000 for f in ("rd.png", "sic.png"))
 
 
 @pytest.mark.slow

@@ -95,6 +95,14 @@ def matched_quality(u8: np.ndarray, bpp: float, qualities=range(1, 96)) -> int:
     return min(qualities, key=lambda q: abs(jpeg_bpp(u8, q) - bpp))
 
 
+def jpeg_psnr_at(jpeg_rd: list[dict], bpp: float) -> float | None:
+    """JPEG's mean PSNR at `bpp`, linear between the two JPEG RD points around it; None outside their range."""
+    pts = sorted((p["bpp"], p["psnr"]) for p in jpeg_rd)
+    if not pts or not pts[0][0] <= bpp <= pts[-1][0]:
+        return None
+    return float(np.interp(bpp, [b for b, _ in pts], [q for _, q in pts]))
+
+
 def _mean(xs):
     xs = [x for x in xs if x is not None]
     return float(np.mean(xs)) if xs else None
@@ -182,6 +190,8 @@ class Evaluator:
                     "lpips": _mean(lpips.score(r[0], r[2]) for r in rows),
                 }
             )
+
+        rd["jpeg_psnr_at_bpp"] = jpeg_psnr_at(jpeg_rd, rd["bpp"])
 
         # ---- successive compression
         sic, last = self.successive(cd, images, per_image) if ec.sic_cycles else ({}, None)

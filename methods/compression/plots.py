@@ -17,8 +17,9 @@ COMPRESSAI_KODAK = {
 
 
 def plot_rd(path: str, runs: dict, title: str) -> None:
-    """PSNR against bpp: each run's point ({label: eval results}), the first run's JPEG curve and, on Kodak,
-    CompressAI's published factorized and hyperprior curves (q1-q8)."""
+    """PSNR against bpp: each run's point ({label: eval results}; runs with the same prior and λ2 joined into one
+    curve by rate), the first run's JPEG curve and, on Kodak, CompressAI's published factorized and hyperprior
+    curves (q1-q8)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,8 +32,12 @@ def plot_rd(path: str, runs: dict, title: str) -> None:
     if first["eval_set"] == "kodak":
         for name, pts in COMPRESSAI_KODAK.items():
             ax.plot(pts["bpp"], pts["psnr"], "s--", ms=3, lw=1, label=f"CompressAI {name} (published)")
+    groups: dict = {}
     for label, r in runs.items():
-        ax.plot([r["rd"]["bpp"]], [r["rd"]["psnr"]], "*", ms=12, label=label)
+        groups.setdefault((r.get("prior"), r["lambda2"]), []).append((r["rd"]["bpp"], r["rd"]["psnr"], label))
+    for pts in groups.values():
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "*-", ms=12, label=", ".join(p[2] for p in pts))
     top = max(r["rd"]["bpp"] for r in runs.values())
     ax.set(xlabel="bpp", ylabel="PSNR (dB)", title=title, xlim=(0, max(1.0, 1.3 * top)))
     ax.grid(alpha=0.3)

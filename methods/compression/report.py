@@ -9,6 +9,7 @@ import json
 import os
 
 from common.errors import ConfigError
+from methods.compression.evaluate import jpeg_psnr_at
 from methods.compression.plots import plot_rd, plot_sic
 
 
@@ -26,8 +27,9 @@ def report(workdirs: list[str], out: str) -> str:
     first = next(iter(runs.values()))
     plot_rd(os.path.join(out, "rd.png"), runs, f"{first['eval_set']}: rate-distortion")
     lines = [
-        "| run | λ2 | bpp (file) | bpp (est.) | PSNR | MS-SSIM | SIC n=1 → n=N (drop) | variable rate | shifted |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| run | λ2 | bpp (file) | bpp (est.) | PSNR | JPEG at that bpp (Δ) | mean-colour ΔE | MS-SSIM | LPIPS | "
+        "SIC n=1 → n=N (drop) | variable rate | shifted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def sic_cell(s, k):
@@ -39,18 +41,26 @@ def report(workdirs: list[str], out: str) -> str:
             return f"{p[0]:.2f} → {p[last]:.2f} at n={last + 1} ({p[0] - p[last]:.2f})"
         return f"{p[0]:.2f} → {p[-1]:.2f} ({s[k]['drop']:.2f})"
 
+    def jpeg_cell(r):
+        j = jpeg_psnr_at(r["jpeg_rd"], r["rd"]["bpp"])  # from the JPEG points, so older metrics files work too
+        return "outside the JPEG points" if j is None else f"{j:.2f} ({r['rd']['psnr'] - j:+.2f})"
+
+    def num(x, fmt):
+        return "—" if x is None else format(x, fmt)
+
     for k, r in runs.items():
         rd, s = r["rd"], r.get("sic", {})
         lines.append(
             f"| {k} | {r['lambda2']:g} | {rd['bpp']:.3f} | {rd['estimated_bpp']:.3f} | {rd['psnr']:.2f} | "
-            f"{rd['ms_ssim'] or float('nan'):.4f} | {sic_cell(s, 'model')} | {sic_cell(s, 'model_variable')} | "
+            f"{jpeg_cell(r)} | {num(rd.get('mean_color_delta_e'), '.2f')} | {num(rd['ms_ssim'], '.4f')} | "
+            f"{num(rd.get('lpips'), '.3f')} | {sic_cell(s, 'model')} | {sic_cell(s, 'model_variable')} | "
             f"{sic_cell(s, 'shifted')} |"
         )
     s = first.get("sic", {})
     if s:
         qs = s["jpeg_qualities"]
         lines.append(
-            f"| JPEG (matched q {min(qs)}–{max(qs)}) | | | | | | {sic_cell(s, 'jpeg')} | "
+            f"| JPEG (matched q {min(qs)}–{max(qs)}) | | | | | | | | | {sic_cell(s, 'jpeg')} | "
             f"{sic_cell(s, 'jpeg_variable')} | |"
         )
     table = "\n".join(lines)
