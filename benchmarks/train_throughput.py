@@ -1,7 +1,10 @@
-"""Training throughput of one config on this machine: steps/s, images/s, input pipeline images/s.
+"""Training throughput of one config on this machine: steps/s, images/s, input pipeline images/s, and the
+step's FLOPs, achieved FLOP/s, model FLOP utilisation and peak device memory.
 
     python benchmarks/train_throughput.py --config=configs/defocus.py:quick [--steps 5]
     python benchmarks/train_throughput.py --config=configs/srfeat.py:gan --config.init_from=scratch
+    # on a GPU: bf16 compute, MFU against the device's dense bf16 peak (e.g. H100 SXM: 989 TFLOP/s)
+    python benchmarks/train_throughput.py --config=configs/defocus.py --config.precision=bfloat16 --peak_tflops=989
 
 The config and its ``--config.key=value`` overrides are read exactly as
 `launch.py` reads them; run it once per variant to compare. Train steps are
@@ -26,6 +29,7 @@ from common import sharding, trainer  # noqa: E402
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/defocus.py:quick.", lock_config=True)
 flags.DEFINE_integer("steps", 5, "Timed train steps (after the compiling one).")
 flags.DEFINE_integer("data_batches", 20, "Batches drawn to time the input pipeline.")
+flags.DEFINE_float("peak_tflops", 0.0, "The device's peak TFLOP/s in the compute dtype, for MFU (0: not printed).")
 flags.mark_flags_as_required(["config"])
 FLAGS = flags.FLAGS
 
@@ -40,15 +44,21 @@ def bench(config, steps: int, data_batches: int) -> dict:
     data_s = time.perf_counter() - t0
     batch = sharding.to_global(host[0], run.mesh)
     t0 = time.perf_counter()
-    state, m = run.step(state, batch, run.key, run.frozen)
+    step = run.step.lower(state, batch, run.key, run.frozen).compile()
+    cost = step.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost  # older JAX: one dict per device program
+    state, m = step(state, batch, run.key, run.frozen)
     jax.block_until_ready(m)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for _ in range(steps):
-        state, m = run.step(state, batch, run.key, run.frozen)
+        state, m = step(state, batch, run.key, run.frozen)
     jax.block_until_ready(m)
     dt = (time.perf_counter() - t0) / steps
+    stats = jax.local_devices()[0].memory_stats() or {}  # None on CPU
     return {
+        "gflop_per_step": float((cost or {}).get("flops", 0.0)) / 1e9,  # XLA's count, per device
+        "peak_memory_gib": stats.get("peak_bytes_in_use", 0) / 2**30 or None,
         "images_per_step": task.images_per_step,
         "first_step_s": compile_s,
         "step_s": dt,
@@ -70,6 +80,12 @@ def main(argv):
     )
     ratio = r["pipeline_images_per_s"] / r["images_per_s"]
     print(f"pipeline / model images/s (>1: the model is the bottleneck): {ratio:.2f}")
+    achieved = r["gflop_per_step"] / r["step_s"]
+    line = f"GFLOP/step (XLA, per device): {r['gflop_per_step']:.1f}   achieved: {achieved:.1f} GFLOP/s"
+    if FLAGS.peak_tflops:
+        line += f"   MFU: {achieved / (FLAGS.peak_tflops * 1e3):.1%} of {FLAGS.peak_tflops:g} TFLOP/s"
+    mem = r["peak_memory_gib"]
+    print(line + (f"   peak device memory: {mem:.2f} GiB" if mem else "   peak device memory: n/a on CPU"))
 
 
 if __name__ == "__main__":
