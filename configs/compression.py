@@ -23,8 +23,9 @@ Variants (``:arg``, comma-separated):
              with SIC over 50 cycles on the first 6 images.
   cpu        quick trained 4x longer (8,000 steps, lr x0.1 for the last 800;
              about 20 min of training + 4.5 min of evaluation on 2 cores):
-             past most of the colour cast, above
-             JPEG's PSNR at q3 (README, "Measured").
+             above JPEG's PSNR at q1-q3 (and at q4 with
+             --config.loss.lambda2=2), a colour cast left at most rates
+             (README, "Measured").
   test       tiny shapes for the test suite.
 """
 
