@@ -36,12 +36,11 @@ def compute_dtype(config) -> Any:
 
 
 def cast(tree, dtype):
-    """`tree` with its floating leaves (arrays and Python floats excluded) cast to `dtype`."""
+    """`tree` with its floating array leaves (jax or numpy; Python floats excluded) cast to `dtype`."""
 
     def one(x):
-        if isinstance(x, jax.Array | jnp.ndarray) and jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != dtype:
-            return x.astype(dtype)
-        return x
+        dt = getattr(x, "dtype", None)
+        return x.astype(dtype) if dt is not None and jnp.issubdtype(dt, jnp.floating) and dt != dtype else x
 
     return jax.tree.map(one, tree)
 
@@ -63,7 +62,7 @@ class Mixed:
         if "params" in variables:
             variables["params"] = cast(variables["params"], self.dtype)
         args = cast(args, self.dtype)
-        kwargs = {k: cast(v, self.dtype) if k != "rngs" else v for k, v in kwargs.items()}
+        kwargs = cast(kwargs, self.dtype)  # RNG keys and flags are not floating: untouched
         return cast(self.module.apply(variables, *args, **kwargs), jnp.float32)
 
     def __getattr__(self, name):
