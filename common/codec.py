@@ -3,9 +3,11 @@
 File layout (little-endian)::
 
     magic "RJXC" | version u8 | prior u8 | model id 8 bytes | height u32 | width u32 |
-    y_lo i32 | y_hi i32 | z_lo i32 | z_hi i32 | payload bytes u32 | CRC-32 u32 | payload
+    y_lo i32 | y_hi i32 | z_lo i32 | z_hi i32 | mean colour u32 | payload bytes u32 | CRC-32 u32 | payload
 
-(the CRC covers everything before it and the payload)
+(the CRC covers everything before it and the payload; the mean colour is
+0xRRGGBB, the image's 8-bit mean per channel for a model with mean removal, 0
+otherwise)
 
 The payload is one constriction range-coder stream (``perfect=False``
 categorical models built from the model's **integer** tables, see
@@ -48,9 +50,9 @@ from common import coding_tables
 from common.errors import UserError
 
 MAGIC = b"RJXC"
-VERSION = 2  # 2: integer coding tables and fixed-point scale indices (common.coding_tables)
+VERSION = 3  # 2: integer coding tables and fixed-point scale indices (common.coding_tables); 3: mean colour
 PRIORS = ("factorized", "hyperprior")
-_HEADER = struct.Struct("<4sBB8sIIiiiiII")
+_HEADER = struct.Struct("<4sBB8sIIiiiiIII")
 HEADER_BYTES = _HEADER.size
 SYMBOL_LIMIT = 4096  # |latent symbol| the codec handles (coding tables span at most 2·4096 + 1 entries)
 MAX_PIXELS = 2**25  # 33.5 MP (8K UHD is 33.2 MP): larger headers are refused before decoding
@@ -70,6 +72,7 @@ class Header:
     width: int
     y_range: tuple[int, int]
     z_range: tuple[int, int] = (0, 0)
+    dc: tuple[int, int, int] = (0, 0, 0)  # the 8-bit mean colour (mean removal), else zeros
 
 
 def model_id(params, prior: str) -> bytes:
@@ -85,7 +88,8 @@ def model_id(params, prior: str) -> bytes:
 def pack(header: Header, payload: np.ndarray) -> bytes:
     body = np.asarray(payload, np.uint32).astype("<u4").tobytes()
     fields = [MAGIC, VERSION, PRIORS.index(header.prior), header.model_id, header.height, header.width]
-    fields += [*header.y_range, *header.z_range, len(body)]
+    r, g, b = header.dc
+    fields += [*header.y_range, *header.z_range, r << 16 | g << 8 | b, len(body)]
     crc = zlib.crc32(_HEADER.pack(*fields, 0)[:-4] + body)
     return _HEADER.pack(*fields, crc) + body
 
@@ -96,7 +100,7 @@ def unpack(blob: bytes, name: str = "bitstream") -> tuple[Header, np.ndarray]:
         if not MAGIC.startswith(blob[:4]):
             raise CodecError(f"{name}: not a restore-jax compressed image (no {MAGIC.decode()} header)")
         raise CodecError(f"{name}: truncated header ({len(blob)} of {HEADER_BYTES} bytes)")
-    magic, version, prior, mid, h, w, ylo, yhi, zlo, zhi, nbytes, crc = _HEADER.unpack_from(blob)
+    magic, version, prior, mid, h, w, ylo, yhi, zlo, zhi, dc, nbytes, crc = _HEADER.unpack_from(blob)
     if magic != MAGIC:
         raise CodecError(f"{name}: not a restore-jax compressed image (starts with {magic!r}, not {MAGIC!r})")
     if version != VERSION:
@@ -109,7 +113,9 @@ def unpack(blob: bytes, name: str = "bitstream") -> tuple[Header, np.ndarray]:
         raise CodecError(f"{name}: {what}: the header announces {nbytes} payload bytes, the file has {len(body)}")
     if zlib.crc32(blob[: HEADER_BYTES - 4] + body) != crc or nbytes % 4:
         raise CodecError(f"{name}: corrupted (CRC-32 of header and payload does not match)")
-    header = Header(PRIORS[prior], mid, h, w, (ylo, yhi), (zlo, zhi))
+    if dc >> 24:
+        raise CodecError(f"{name}: corrupted header (mean colour field {dc:#x} exceeds 0xFFFFFF)")
+    header = Header(PRIORS[prior], mid, h, w, (ylo, yhi), (zlo, zhi), (dc >> 16, dc >> 8 & 255, dc & 255))
     check_header(header, name)
     return header, np.frombuffer(body, "<u4").astype(np.uint32)
 

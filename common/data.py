@@ -3,7 +3,9 @@
 Three sources, chosen by `config.kind`:
 
 * ``builtin``: real photos shipped inside installed packages (scikit-image,
-  matplotlib, scikit-learn when installed); offline on a fresh machine.
+  matplotlib, scikit-learn when installed); offline on a fresh machine. With
+  ``prefer_shared=NAME`` the folder ``../shared/data/NAME`` is used instead
+  when it exists (a training pool of real photos), the builtins otherwise.
   ``stereo_motorcycle`` also carries its real disparity map (as ``depth``).
 * ``folder``: every image under a local folder, recursively.
 * ``tfds``: a *prepared* TFDS dataset read through ``tfds.data_source``.
@@ -185,6 +187,9 @@ def make_source(cfg, min_size: int = 0) -> Sequence:
     """Builds the source described by a config block with field `kind`."""
     kind = cfg.kind
     if kind == "builtin":
+        pool = cfg.get("prefer_shared") and shared_data_dir(cfg.prefer_shared)
+        if pool:  # a folder of real photos beside the repository beats the few embedded ones
+            return FolderSource(pool, min_size=min_size)
         return BuiltinSource(cfg.get("names") or None)
     if kind == "folder":
         if not cfg.get("path"):

@@ -45,6 +45,7 @@ def source(names: str = "", **overrides) -> ml_collections.ConfigDict:
             name="",  # tfds: dataset name (prepared)
             split="train",  # tfds: split
             data_dir="",  # tfds: data_dir ('' = default)
+            prefer_shared="",  # builtin: train on ../shared/data/<this> instead when that folder exists
         )
     )
     c.update(overrides)

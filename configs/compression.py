@@ -48,6 +48,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.model.prior = "factorized" if "factorized" in args else "hyperprior"
     c.model.n, c.model.m = (128, 192) if quality <= 5 else (192, 320)
+    # each image's mean colour coded on the side (24 bits) and removed before f_e; False: the seed's bare model
+    c.model.mean_removal = True
 
     c.loss = ml_collections.ConfigDict()
     c.loss.lambda1 = LAMBDAS[quality - 1] * 255.0**2  # weight of L_D = MSE on [0, 1]
@@ -77,6 +79,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.model.n, c.model.m = 32, 48
         c.optim.lr = 1e-3
         c.data.crop = 128
+        c.data.train.prefer_shared = "sun_hays80"  # 80 scene photos when ../shared/data is there
         c.eval.sic_images = 6
     if "test" in args:
         tiny_run(c)

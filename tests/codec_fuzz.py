@@ -22,8 +22,8 @@ from configs.compression import get_config
 from methods.compression import codec as mcodec
 from methods.compression import model as mc
 
-FIELDS = ("version", "prior", "height", "width", "y_lo", "y_hi", "z_lo", "z_hi", "nbytes")
-INDEX = {"version": 1, "prior": 2, "height": 4, "width": 5, "y_lo": 6, "y_hi": 7, "z_lo": 8, "z_hi": 9, "nbytes": 10}
+FIELDS = ("version", "prior", "height", "width", "y_lo", "y_hi", "z_lo", "z_hi", "dc", "nbytes")
+INDEX = {"version": 1, "prior": 2, "height": 4, "width": 5, "y_lo": 6, "y_hi": 7, "z_lo": 8, "z_hi": 9, "dc": 10, "nbytes": 11}
 EXTREMES = (0, 1, -1, 2, 63, 64, 4096, 4097, -4097, 65535, 2**16 + 1, 2**24, 2**31 - 1, -(2**31), 16000)
 
 
@@ -37,7 +37,7 @@ def fit(value: int, index: int) -> int:
     """`value` wrapped into the field's C type so that it packs."""
     if index in (1, 2):
         return value % 256
-    if index in (4, 5, 10):
+    if index in (4, 5, 10, 11):
         return value % 2**32
     return (value + 2**31) % 2**32 - 2**31
 
@@ -69,7 +69,7 @@ def mutate(blob: bytes, rng: np.random.Generator, others: list[bytes]) -> tuple[
         if rng.random() < 0.5 or cut < codec.HEADER_BYTES:
             return "truncated", blob[:cut]
         nb = (cut - codec.HEADER_BYTES) // 4 * 4
-        fields[10] = nb
+        fields[INDEX["nbytes"]] = nb
         return "truncated+crc", repack(fields, body[:nb])
     if kind == 4:  # concatenated with another valid file or with random words
         extra = (
@@ -78,11 +78,11 @@ def mutate(blob: bytes, rng: np.random.Generator, others: list[bytes]) -> tuple[
         if rng.random() < 0.5:
             return "concatenated", blob + extra
         nb = len(body) + len(extra) // 4 * 4
-        fields[10] = nb
+        fields[INDEX["nbytes"]] = nb
         return "concatenated+crc", repack(fields, (body + extra)[:nb])
     # random payload of random length behind a valid, recomputed header
     nb = 4 * int(rng.integers(0, 200))
-    fields[10] = nb
+    fields[INDEX["nbytes"]] = nb
     return "random payload", repack(fields, rng.bytes(nb))
 
 

@@ -58,10 +58,10 @@ def decode(folder):
         cd = mcodec.Codec(nets.model, tree["params"], tables=tree["tables"])
         for path in sorted(glob.glob(os.path.join(folder, f"{prior}_*.rjx"))):
             blob = open(path, "rb").read()
-            y, h, w = cd.decode_symbols(blob, path)
-            img = cd.reconstruct(y, h, w)
+            syms, h, w = cd.decode_symbols(blob, path)
+            img = cd.reconstruct(syms, h, w)
             out[os.path.basename(path)] = {
-                "symbols": hashlib.sha256(np.ascontiguousarray(y, np.int32).tobytes()).hexdigest()[:16],
+                "symbols": hashlib.sha256(np.ascontiguousarray(syms["y"], np.int32).tobytes()).hexdigest()[:16],
                 "pixels": hashlib.sha256(img.tobytes()).hexdigest()[:16],
                 "image": img.tolist() if h * w < 4000 else None,
             }

@@ -128,7 +128,7 @@ def _forge(blob: bytes, **changes) -> bytes:
     import struct
     import zlib
 
-    names = ("magic", "version", "prior", "id", "height", "width", "y_lo", "y_hi", "z_lo", "z_hi", "nbytes", "crc")
+    names = ("magic", "version", "prior", "id", "height", "width", "y_lo", "y_hi", "z_lo", "z_hi", "dc", "nbytes", "crc")
     fields = dict(zip(names, codec._HEADER.unpack_from(blob), strict=True))
     body = changes.pop("body", blob[codec.HEADER_BYTES :])
     fields.update(changes, nbytes=len(body))
@@ -210,5 +210,37 @@ def test_bitstreams_decode_to_the_same_symbols_under_other_numerics(tmp_path):
 
 def test_old_bitstream_versions_are_a_clear_error(codecs):
     blob = codecs["factorized"].encode_bytes(np.random.default_rng(0).random((16, 16, 3)).astype(np.float32))
-    with pytest.raises(codec.CodecError, match=r"bitstream version 1; this code reads version 2"):
-        codecs["factorized"].decode(_forge(blob, version=1), "old.rjx")
+    with pytest.raises(codec.CodecError, match=r"bitstream version 2; this code reads version 3"):
+        codecs["factorized"].decode(_forge(blob, version=2), "old.rjx")
+
+
+def test_mean_removal_codes_the_mean_colour_exactly(codecs):
+    """μ̂ = round(255·mean)/255 per channel (numpy), the codec's f_e sees x − μ̂, and f_d's output is re-centred on μ̂."""
+    cd = codecs["hyperprior"]
+    assert cd.model.mean_removal
+    img = (np.random.default_rng(3).random((64, 64, 3)) * [0.3, 0.6, 0.2] + [0.1, 0.3, 0.5]).astype(np.float32)
+    syms = cd.symbols(img)
+    want = np.round(img.reshape(-1, 3).astype(np.float64).mean(0) * 255)
+    np.testing.assert_array_equal(syms["dc"][0], want)
+    x = np.asarray(cd.model.apply({"params": cd.params}, jnp.asarray(syms["y"]), jnp.asarray(syms["dc"]),
+                                  method=mc.Compressor.decode_symbols))
+    np.testing.assert_allclose(x[0].reshape(-1, 3).mean(0), want / 255, atol=1e-5)
+    y = cd.model.apply({"params": cd.params}, jnp.asarray(img[None] - want / 255, jnp.float32), method=lambda m, v: m.g_a(v))
+    np.testing.assert_array_equal(cd.model.apply({"params": cd.params}, jnp.asarray(syms["y"]), method=mc.Compressor.latent),
+                                  np.round(np.asarray(y)))  # fmt: skip
+    header, _ = codec.unpack(cd.encode_bytes(img))
+    assert header.dc == tuple(int(v) for v in want)
+
+
+def test_mean_colour_field_is_checked(codecs):
+    """A mean colour beyond 24 bits, or one for a model without mean removal, is a CodecError; the flag is in the id."""
+    cd = codecs["factorized"]
+    blob = cd.encode_bytes(np.random.default_rng(0).random((16, 16, 3)).astype(np.float32))
+    with pytest.raises(codec.CodecError, match="mean colour field"):
+        cd.decode(_forge(blob, dc=2**24), "dc.rjx")
+    bare = mcodec.Codec(cd.model.clone(mean_removal=False), cd.params)
+    assert bare.id != cd.id
+    blob = bare.encode_bytes(np.random.default_rng(0).random((16, 16, 3)).astype(np.float32))
+    assert codec.unpack(blob)[0].dc == (0, 0, 0)
+    with pytest.raises(codec.CodecError, match="without mean removal"):
+        bare.decode(_forge(blob, dc=0x102030), "dc.rjx")

@@ -197,6 +197,22 @@ def test_mean_color_delta_e_sees_a_cast_and_ignores_texture():
     assert ce.mean_color_delta_e(pink, img) == pytest.approx(want) and want > 5
 
 
+def test_block_color_delta_e_sees_local_colour_that_the_mean_hides():
+    """Half the image redder, half greener by the same amount: the mean colour is unchanged, the tiles are not."""
+    from skimage import color
+
+    img = np.full((32, 64, 3), 128, np.uint8)
+    shifted = img.astype(int)
+    shifted[:, :32] += [30, -30, 0]
+    shifted[:, 32:] += [-30, 30, 0]
+    shifted = shifted.astype(np.uint8)
+    assert ce.mean_color_delta_e(shifted, img) < 1.0
+    tiles = lambda u: color.rgb2lab(u.astype(np.float64).reshape(2, 16, 4, 16, 3).mean((1, 3)) / 255)  # noqa: E731
+    want = np.linalg.norm(tiles(shifted) - tiles(img), axis=-1).mean()
+    assert ce.block_color_delta_e(shifted, img) == pytest.approx(want) and want > 20
+    assert ce.block_color_delta_e(img[:8, :8], img[:8, :8]) == 0.0  # smaller than a tile: the whole image
+
+
 def test_sic_curve_and_matched_jpeg_quality():
     u8 = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
     curve, last = ce.sic_curve(ce.jpeg_fn(50), u8, 4)
@@ -247,7 +263,7 @@ def test_train_then_eval_with_a_variable_rate_schedule(trained, tmp_path):
     row = table.splitlines()[2].split(" | ")
     j = rd["jpeg_psnr_at_bpp"]
     assert row[5] == ("outside the JPEG points" if j is None else f"{j:.2f} ({rd['psnr'] - j:+.2f})")
-    assert row[6] == f"{rd['mean_color_delta_e']:.2f}"
+    assert row[6] == f"{rd['mean_color_delta_e']:.2f}" and row[7] == f"{rd['block_color_delta_e']:.2f}"
     assert all(os.path.getsize(tmp_path / "report" / f) > 1000 for f in ("rd.png", "sic.png"))
 
 

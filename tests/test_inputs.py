@@ -67,6 +67,19 @@ def test_folder_source_errors(tmp_path):
     assert len(src) == 2 and src[0]["image"].shape[-1] == 3
 
 
+def test_builtin_source_prefers_a_shared_photo_folder_when_present(tmp_path, monkeypatch):
+    from configs.base import source
+
+    cfg = source("camera", prefer_shared="pool")
+    monkeypatch.setenv(data.SHARED_DATA_ENV, str(tmp_path))
+    assert isinstance(data.make_source(cfg), data.BuiltinSource)  # no pool folder: the builtins
+    (tmp_path / "pool").mkdir()
+    _save(tmp_path / "pool" / "a.png", np.zeros((70, 70, 3), np.uint8))
+    src = data.make_source(cfg, min_size=64)
+    assert isinstance(src, data.FolderSource) and len(src) == 1
+    assert isinstance(data.make_source(source("camera")), data.BuiltinSource)  # no preference: the builtins
+
+
 def test_unknown_builtin_and_source_kind():
     from ml_collections import ConfigDict
 

@@ -75,7 +75,7 @@ class Codec:
 
     @functools.cached_property
     def id(self) -> bytes:
-        return codec.model_id([self.params, self.tables], self.prior)
+        return codec.model_id([self.params, self.tables], self.prior + ("+dc" if self.model.mean_removal else ""))
 
     # -- pieces -----------------------------------------------------------------------------------
     def pad(self, img: np.ndarray) -> np.ndarray:
@@ -84,13 +84,14 @@ class Codec:
     def symbols(self, img: np.ndarray) -> dict:
         return {k: np.asarray(v) for k, v in self._symbols(self.params, self.pad(img)[None]).items()}
 
-    def reconstruct(self, y_symbols: np.ndarray, height: int, width: int) -> np.ndarray:
-        """f_rc∘f_d of the symbols, cropped: uint8 (H, W, 3)."""
-        return imageio.to_uint8(self._decode(self.params, jnp.asarray(y_symbols)))[0, :height, :width]
+    def reconstruct(self, syms: dict, height: int, width: int) -> np.ndarray:
+        """f_rc∘f_d of the symbols ({"y", "dc"}, batch of one), cropped: uint8 (H, W, 3)."""
+        x = self._decode(self.params, jnp.asarray(syms["y"]), jnp.asarray(syms["dc"]))
+        return imageio.to_uint8(x)[0, :height, :width]
 
     def roundtrip(self, img: np.ndarray) -> np.ndarray:
         """f_ed in process (no entropy coding): uint8 reconstruction of float RGB [0, 1]."""
-        return self.reconstruct(self.symbols(img)["y"], *img.shape[:2])
+        return self.reconstruct(self.symbols(img), *img.shape[:2])
 
     def roundtrip_u8(self, u8: np.ndarray) -> np.ndarray:
         """f_ed on an 8-bit image: one SIC cycle."""
@@ -98,7 +99,7 @@ class Codec:
 
     def estimated_bits(self, syms: dict) -> float:
         """−Σ log₂ p under the model's float densities (before table and scale quantization)."""
-        lik = self._lik(self.params, {k: jnp.asarray(v) for k, v in syms.items()})
+        lik = self._lik(self.params, {k: jnp.asarray(v) for k, v in syms.items() if k != "dc"})
         return float(sum(-np.sum(np.log2(np.asarray(v, np.float64))) for v in lik.values()))
 
     def scale_indices(self, z: np.ndarray) -> np.ndarray:
@@ -112,7 +113,7 @@ class Codec:
     def encode(self, img: np.ndarray) -> tuple[bytes, np.ndarray, float]:
         """(file bytes, the in-process uint8 reconstruction, estimated bits) of float RGB [0, 1]."""
         blob, syms = self._encode(img)
-        return blob, self.reconstruct(syms["y"], *img.shape[:2]), self.estimated_bits(syms)
+        return blob, self.reconstruct(syms, *img.shape[:2]), self.estimated_bits(syms)
 
     def encode_bytes(self, img: np.ndarray) -> bytes:
         """The file's bytes only (what an encoder does: no reconstruction)."""
@@ -121,9 +122,10 @@ class Codec:
     def _encode(self, img: np.ndarray) -> tuple[bytes, dict]:
         h, w = img.shape[:2]
         syms = self.symbols(img)
+        dc = tuple(int(v) for v in syms["dc"][0])
         fact = syms[self._coded]
-        for k, v in syms.items():
-            codec.check_symbols(v, f"image {h}x{w}, {k}")
+        for k in ("y", "z") if self.prior == "hyperprior" else ("y",):
+            codec.check_symbols(syms[k], f"image {h}x{w}, {k}")
         flo, fhi = self._table_range(fact)
         enc = codec.encoder()
         codec.encode_factorized(enc, _channels_first(fact), self.tables["factorized"], flo, fhi)
@@ -131,24 +133,26 @@ class Codec:
             y = syms["y"]
             ylo, yhi = min(int(y.min()), -1), max(int(y.max()), 1)
             codec.encode_indexed(enc, y, self.scale_indices(fact), self.tables["gaussian"], ylo, yhi)
-            header = codec.Header(self.prior, self.id, h, w, (ylo, yhi), (flo, fhi))
+            header = codec.Header(self.prior, self.id, h, w, (ylo, yhi), (flo, fhi), dc)
         else:
-            header = codec.Header(self.prior, self.id, h, w, (flo, fhi))
+            header = codec.Header(self.prior, self.id, h, w, (flo, fhi), dc=dc)
         return codec.pack(header, enc.get_compressed()), syms
 
     def decode(self, blob: bytes, name: str = "bitstream") -> np.ndarray:
         """uint8 (H, W, 3) image of a file's bytes; CodecError if it is not this model's valid stream."""
-        y, height, width = self.decode_symbols(blob, name)
-        return self.reconstruct(y, height, width)
+        syms, height, width = self.decode_symbols(blob, name)
+        return self.reconstruct(syms, height, width)
 
-    def decode_symbols(self, blob: bytes, name: str = "bitstream") -> tuple[np.ndarray, int, int]:
-        """(ŷ's integer symbols, height, width) of a file: the entropy decoding alone, exact on every machine."""
+    def decode_symbols(self, blob: bytes, name: str = "bitstream") -> tuple[dict, int, int]:
+        """({"y", "dc"} integer symbols, height, width) of a file: the entropy decoding alone, exact anywhere."""
         header, words = codec.unpack(blob, name)
         if header.prior != self.prior or header.model_id != self.id:
             raise codec.CodecError(
                 f"{name}: encoded by another model ({header.prior}, id {header.model_id.hex()}); "
                 f"this one is {self.prior}, id {self.id.hex()}"
             )
+        if any(header.dc) and not self.model.mean_removal:
+            raise codec.CodecError(f"{name}: corrupted header (a mean colour for a model without mean removal)")
         m = self.model.multiple
         hp, wp = header.height + (-header.height) % m, header.width + (-header.width) % m
         hyper = self.prior == "hyperprior"
@@ -168,7 +172,7 @@ class Codec:
                 yc = codec.decode_factorized(dec, yshape[1] * yshape[2], self.tables["factorized"], ylo, yhi)
                 y = _channels_last(yc, yshape)
         codec.check_exhausted(dec, name)
-        return y, header.height, header.width
+        return {"y": y, "dc": np.asarray([header.dc], np.int32)}, header.height, header.width
 
 
 def _channels_first(sym: np.ndarray) -> np.ndarray:
@@ -186,4 +190,5 @@ def load_codec(workdir: str, *, what: str | None = None) -> Codec:
     run = checkpoint.load_run(workdir, what=what or workdir, method="compression", needs=("params",))
     m = run.config["model"]
     params = jax.tree.map(jnp.asarray, run.state["params"])
-    return Codec(Compressor(prior=m["prior"], n=m["n"], m=m["m"]), params, tables=run.state.get("tables"))
+    model = Compressor(prior=m["prior"], n=m["n"], m=m["m"], mean_removal=m.get("mean_removal", False))
+    return Codec(model, params, tables=run.state.get("tables"))

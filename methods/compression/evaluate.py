@@ -7,7 +7,9 @@ builtin photos otherwise:
   estimated bpp (−Σ log₂ p of the rounded latents), their ratio, PSNR
   (RGB, 8-bit), MS-SSIM, LPIPS (v0.1, AlexNet), ``mean_color_delta_e`` (CIE76
   ΔE between the mean colours of original and reconstruction: a colour
-  cast), and whether decode(encode(x)) is bit-identical;
+  cast), ``block_color_delta_e`` (the same ΔE per 16×16 tile, averaged:
+  local colour errors such as desaturation), and whether decode(encode(x)) is
+  bit-identical;
 * ``jpeg_rd``: Pillow JPEG at ``eval.jpeg_qualities`` (4:2:0, default settings),
   with the same measures;
 * ``sic``: I_n = f_ed(I_{n−1}) for n = 1..``eval.sic_cycles``: PSNR(I_n, I0)
@@ -48,12 +50,28 @@ def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
-def mean_color_delta_e(a: np.ndarray, b: np.ndarray) -> float:
-    """CIE76 ΔE between the mean colours of two 8-bit RGB images: a colour cast, not texture."""
+def _lab_means(u8: np.ndarray, block: int) -> np.ndarray:
+    """CIELAB of the mean colour of each block×block tile (the whole image when block = 0 or too large)."""
     from skimage import color
 
-    mean = lambda u: np.asarray(u, np.float64).reshape(-1, 3).mean(0)[None, None] / 255.0  # noqa: E731
-    return float(np.linalg.norm(color.rgb2lab(mean(a)) - color.rgb2lab(mean(b))))
+    x = np.asarray(u8, np.float64) / 255.0
+    h, w = (x.shape[0] // block * block, x.shape[1] // block * block) if block else (0, 0)
+    if h and w:
+        x = x[:h, :w].reshape(h // block, block, w // block, block, 3).mean((1, 3))
+    else:
+        x = x.reshape(-1, 3).mean(0)[None, None]
+    return color.rgb2lab(x)
+
+
+def mean_color_delta_e(a: np.ndarray, b: np.ndarray) -> float:
+    """CIE76 ΔE between the mean colours of two 8-bit RGB images: a colour cast, not texture."""
+    return float(np.linalg.norm(_lab_means(a, 0) - _lab_means(b, 0), axis=-1).mean())
+
+
+def block_color_delta_e(a: np.ndarray, b: np.ndarray, block: int = 16) -> float:
+    """Mean CIE76 ΔE between the mean colours of corresponding 16×16 tiles: local colour (desaturation, hue
+    shifts) that a correct mean colour can hide, still blind to texture."""
+    return float(np.linalg.norm(_lab_means(a, block) - _lab_means(b, block), axis=-1).mean())
 
 
 def ms_ssim_u8(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -163,12 +181,13 @@ class Evaluator:
                     "ms_ssim": ms_ssim_u8(recon, u8),
                     "lpips": lpips.score(recon, u8),
                     "mean_color_delta_e": mean_color_delta_e(recon, u8),
+                    "block_color_delta_e": block_color_delta_e(recon, u8),
                     "bit_exact": bool(np.array_equal(decoded, recon)),
                 }
             )
         rd = {
             k: _mean(r[k] for r in per_image)
-            for k in ("bpp", "estimated_bpp", "psnr", "ms_ssim", "lpips", "mean_color_delta_e")
+            for k in ("bpp", "estimated_bpp", "psnr", "ms_ssim", "lpips", "mean_color_delta_e", "block_color_delta_e")
         } | {
             "bit_exact_images": sum(r["bit_exact"] for r in per_image),
             "num_images": len(per_image),
@@ -188,6 +207,7 @@ class Evaluator:
                     "psnr": _mean(psnr_u8(r[0], r[2]) for r in rows),
                     "ms_ssim": _mean(ms_ssim_u8(r[0], r[2]) for r in rows),
                     "lpips": _mean(lpips.score(r[0], r[2]) for r in rows),
+                    "block_color_delta_e": _mean(block_color_delta_e(r[0], r[2]) for r in rows),
                 }
             )
 

@@ -5,7 +5,10 @@
                 └──(hyperprior) h_a ► z ► f_q ► h_s ► σ   (scales of p(ŷ | ẑ))
 
 f_e: 4 strided 5x5 convs with GDN; f_d: 4 transposed convs with IGDN
-(Ballé 2018, CompressAI's (N, M)); f_q: additive U(−½, ½) noise in training
+(Ballé 2018, CompressAI's (N, M)). With mean removal (the config's default)
+each image's mean colour μ is taken out before f_e, sent on 8 bits per
+channel in the header, and f_d's output is re-centred on it, so a colour
+cast of the whole image cannot happen; f_q: additive U(−½, ½) noise in training
 (from an explicit key), rounding otherwise (around the channel medians for a
 factorized prior); f_rc: round to 8 bits and clip (straight-through in
 training).
@@ -103,6 +106,7 @@ class Compressor(nn.Module):
     prior: str = "hyperprior"
     n: int = 128
     m: int = 192
+    mean_removal: bool = False  # code each image's mean colour on 8 bits beside the latents (see `dc`)
     dtype: Any = None  # the transforms' compute dtype (training only; the codec's model is float32)
 
     def setup(self):
@@ -120,10 +124,29 @@ class Compressor(nn.Module):
         """Input sides must be multiples of this (the total stride)."""
         return 64 if self.prior == "hyperprior" else 16
 
+    # -- mean removal (the image's DC on the side) -----------------------------------------------
+    def dc(self, x, quantized: bool = False):
+        """μ (B, 1, 1, 3): each image's mean colour (μ̂, on 8 bits, when `quantized`); 0 without mean removal.
+
+        With mean removal f_e codes x − μ̂ and the decoder's output is re-centred on μ̂, so the mean colour
+        survives coding exactly (up to clipping) whatever the transforms learned: 24 bits per image.
+        Training uses the unrounded μ (≤ 1/510 away), which keeps the loss continuous in its input."""
+        if not self.mean_removal:
+            return jnp.zeros((x.shape[0], 1, 1, x.shape[-1]), jnp.float32)
+        mu = jnp.mean(x, axis=(1, 2), keepdims=True)
+        return jnp.round(mu * 255.0) / 255.0 if quantized else mu
+
+    def _synthesis(self, y_hat, dc):
+        x = self.g_s(y_hat)
+        if not self.mean_removal:
+            return x
+        return x - jnp.mean(x, axis=(1, 2), keepdims=True) + dc
+
     # -- training (noisy quantization) ---------------------------------------------------------
     def __call__(self, x):
         """Noisy forward: {"y", "noise", "x_hat", "likelihoods"}; noise from the 'noise' RNG stream."""
-        y = self.g_a(x)
+        dc = self.dc(x)
+        y = self.g_a(x - dc)
         u = jax.random.uniform(self.make_rng("noise"), y.shape, y.dtype, -0.5, 0.5)
         y_tilde = y + u
         if self.prior == "hyperprior":
@@ -132,24 +155,24 @@ class Compressor(nn.Module):
             lik = {"y": entropy.gaussian_likelihood(y_tilde, self.h_s(z_tilde)), "z": self.entropy_z(z_tilde)}
         else:
             lik = {"y": self.entropy_y(y_tilde)}
-        return {"y": y, "noise": u, "x_hat": self.g_s(y_tilde), "likelihoods": lik}
+        return {"y": y, "noise": u, "x_hat": self._synthesis(y_tilde, dc), "likelihoods": lik}
 
     def analysis(self, x):
-        return self.g_a(x)
-
-    def synthesis(self, y):
-        return self.g_s(y)
+        """f_e (of x − μ with mean removal), as in training."""
+        return self.g_a(x - self.dc(x))
 
     def aux_loss(self):
         return (self.entropy_z if self.prior == "hyperprior" else self.entropy_y).aux_loss()
 
     # -- codec side (rounding; integer symbols) ------------------------------------------------
     def symbols(self, x):
-        """Integer symbols of an image batch: {"y"} or {"y", "z"} (int32, NHWC)."""
-        y = self.g_a(x)
+        """Integer symbols of an image batch: {"y", "dc"} or {"y", "z", "dc"} (int32; latents NHWC, dc (B, 3))."""
+        dc = self.dc(x, quantized=True)
+        y = self.g_a(x - dc)
+        out = {"dc": jnp.round(dc[:, 0, 0, :] * 255.0).astype(jnp.int32)}
         if self.prior == "hyperprior":
-            return {"y": jnp.round(y).astype(jnp.int32), "z": self.entropy_z.quantize(self.h_a(y))}
-        return {"y": self.entropy_y.quantize(y)}
+            return out | {"y": jnp.round(y).astype(jnp.int32), "z": self.entropy_z.quantize(self.h_a(y))}
+        return out | {"y": self.entropy_y.quantize(y)}
 
     def latent(self, y_symbols):
         """ŷ from its symbols (adds the medians back for a factorized prior)."""
@@ -157,9 +180,10 @@ class Compressor(nn.Module):
             return y_symbols.astype(jnp.float32)
         return self.entropy_y.dequantize(y_symbols)
 
-    def decode_symbols(self, y_symbols):
-        """f_d(ŷ) (float, unclipped)."""
-        return self.g_s(self.latent(y_symbols))
+    def decode_symbols(self, y_symbols, dc_symbols):
+        """f_d(ŷ) (float, unclipped), re-centred on the coded mean colour with mean removal."""
+        dc = dc_symbols[:, None, None, :].astype(jnp.float32) / 255.0
+        return self._synthesis(self.latent(y_symbols), dc)
 
     def scales(self, z_symbols):
         """σ of p(ŷ | ẑ), lower-bounded as in the likelihood (hyperprior only)."""
@@ -245,7 +269,7 @@ class Nets:
     def __init__(self, config):
         self.config = config
         m = config.model
-        self.model = Compressor(prior=m.prior, n=m.n, m=m.m)
+        self.model = Compressor(prior=m.prior, n=m.n, m=m.m, mean_removal=m.get("mean_removal", False))
         # the training forward passes: the same parameters, convolutions in config.precision
         self.train_model = self.model.clone(dtype=precision.compute_dtype(config))
         self.tx = make_optimizer(config)

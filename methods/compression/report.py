@@ -27,9 +27,9 @@ def report(workdirs: list[str], out: str) -> str:
     first = next(iter(runs.values()))
     plot_rd(os.path.join(out, "rd.png"), runs, f"{first['eval_set']}: rate-distortion")
     lines = [
-        "| run | λ2 | bpp (file) | bpp (est.) | PSNR | JPEG at that bpp (Δ) | mean-colour ΔE | MS-SSIM | LPIPS | "
-        "SIC n=1 → n=N (drop) | variable rate | shifted |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | λ2 | bpp (file) | bpp (est.) | PSNR | JPEG at that bpp (Δ) | mean-colour ΔE | 16×16 colour ΔE | MS-SSIM | "
+        "LPIPS | SIC n=1 → n=N (drop) | variable rate | shifted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def sic_cell(s, k):
@@ -52,7 +52,8 @@ def report(workdirs: list[str], out: str) -> str:
         rd, s = r["rd"], r.get("sic", {})
         lines.append(
             f"| {k} | {r['lambda2']:g} | {rd['bpp']:.3f} | {rd['estimated_bpp']:.3f} | {rd['psnr']:.2f} | "
-            f"{jpeg_cell(r)} | {num(rd.get('mean_color_delta_e'), '.2f')} | {num(rd['ms_ssim'], '.4f')} | "
+            f"{jpeg_cell(r)} | {num(rd.get('mean_color_delta_e'), '.2f')} | {num(rd.get('block_color_delta_e'), '.2f')} | "
+            f"{num(rd['ms_ssim'], '.4f')} | "
             f"{num(rd.get('lpips'), '.3f')} | {sic_cell(s, 'model')} | {sic_cell(s, 'model_variable')} | "
             f"{sic_cell(s, 'shifted')} |"
         )
@@ -60,7 +61,7 @@ def report(workdirs: list[str], out: str) -> str:
     if s:
         qs = s["jpeg_qualities"]
         lines.append(
-            f"| JPEG (matched q {min(qs)}–{max(qs)}) | | | | | | | | | {sic_cell(s, 'jpeg')} | "
+            f"| JPEG (matched q {min(qs)}–{max(qs)}) | | | | | | | | | | {sic_cell(s, 'jpeg')} | "
             f"{sic_cell(s, 'jpeg_variable')} | |"
         )
     table = "\n".join(lines)
