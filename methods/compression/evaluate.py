@@ -113,9 +113,10 @@ def matched_quality(u8: np.ndarray, bpp: float, qualities=range(1, 96)) -> int:
     return min(qualities, key=lambda q: abs(jpeg_bpp(u8, q) - bpp))
 
 
-def jpeg_psnr_at(jpeg_rd: list[dict], bpp: float) -> float | None:
-    """JPEG's mean PSNR at `bpp`, linear between the two JPEG RD points around it; None outside their range."""
-    pts = sorted((p["bpp"], p["psnr"]) for p in jpeg_rd)
+def jpeg_psnr_at(jpeg_rd: list[dict], bpp: float, key: str = "psnr") -> float | None:
+    """JPEG's mean PSNR (or another measure `key`) at `bpp`, linear between the two JPEG RD points around it;
+    None outside their range or where the points lack `key` (metrics files from older versions)."""
+    pts = sorted((p["bpp"], p[key]) for p in jpeg_rd if p.get(key) is not None)
     if not pts or not pts[0][0] <= bpp <= pts[-1][0]:
         return None
     return float(np.interp(bpp, [b for b, _ in pts], [q for _, q in pts]))

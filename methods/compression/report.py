@@ -27,7 +27,7 @@ def report(workdirs: list[str], out: str) -> str:
     first = next(iter(runs.values()))
     plot_rd(os.path.join(out, "rd.png"), runs, f"{first['eval_set']}: rate-distortion")
     lines = [
-        "| run | λ2 | bpp (file) | bpp (est.) | PSNR | JPEG at that bpp (Δ) | mean-colour ΔE | 16×16 colour ΔE | MS-SSIM | "
+        "| run | λ2 | bpp (file) | bpp (est.) | PSNR | JPEG at that bpp (Δ) | mean-colour ΔE | 16×16 colour ΔE (JPEG) | MS-SSIM | "
         "LPIPS | SIC n=1 → n=N (drop) | variable rate | shifted |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -48,11 +48,15 @@ def report(workdirs: list[str], out: str) -> str:
     def num(x, fmt):
         return "—" if x is None else format(x, fmt)
 
+    def block_cell(r):
+        j = jpeg_psnr_at(r["jpeg_rd"], r["rd"]["bpp"], "block_color_delta_e")
+        return num(r["rd"].get("block_color_delta_e"), ".2f") + ("" if j is None else f" ({j:.2f})")
+
     for k, r in runs.items():
         rd, s = r["rd"], r.get("sic", {})
         lines.append(
             f"| {k} | {r['lambda2']:g} | {rd['bpp']:.3f} | {rd['estimated_bpp']:.3f} | {rd['psnr']:.2f} | "
-            f"{jpeg_cell(r)} | {num(rd.get('mean_color_delta_e'), '.2f')} | {num(rd.get('block_color_delta_e'), '.2f')} | "
+            f"{jpeg_cell(r)} | {num(rd.get('mean_color_delta_e'), '.2f')} | {block_cell(r)} | "
             f"{num(rd['ms_ssim'], '.4f')} | "
             f"{num(rd.get('lpips'), '.3f')} | {sic_cell(s, 'model')} | {sic_cell(s, 'model_variable')} | "
             f"{sic_cell(s, 'shifted')} |"
