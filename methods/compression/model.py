@@ -68,13 +68,15 @@ class Analysis(nn.Module):
 class Synthesis(nn.Module):
     n: int
     dtype: Any = None
+    final_bias: bool = True  # False with mean removal: the re-centring cancels it (a gradient of pure rounding noise)
 
     @nn.compact
     def __call__(self, y):
         h = y
         for i in range(3):
             h = entropy.GDN(inverse=True, name=f"igdn{i}")(_deconv(self.n, 5, dtype=self.dtype)(h).astype(jnp.float32))
-        return _deconv(3, 5, dtype=self.dtype)(h).astype(jnp.float32)
+        last = nn.ConvTranspose(3, (5, 5), (2, 2), padding="SAME", use_bias=self.final_bias, dtype=self.dtype)
+        return last(h).astype(jnp.float32)
 
 
 class HyperAnalysis(nn.Module):
@@ -111,7 +113,7 @@ class Compressor(nn.Module):
 
     def setup(self):
         self.g_a = Analysis(self.n, self.m, self.dtype)
-        self.g_s = Synthesis(self.n, self.dtype)
+        self.g_s = Synthesis(self.n, self.dtype, final_bias=not self.mean_removal)
         if self.prior == "hyperprior":
             self.h_a = HyperAnalysis(self.n, self.dtype)
             self.h_s = HyperSynthesis(self.n, self.m, self.dtype)
