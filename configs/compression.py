@@ -21,7 +21,7 @@ Variants (``:arg``, comma-separated):
   quick      a 2-core CPU demo (<= 10 min): (N, M) = (32, 48), 128 crops of
              ../shared/data/sun_hays80 (the builtin photos when absent),
              batch 4, Adam 1e-3, 2,000 steps; Kodak eval with SIC over 50
-             cycles on the first 6 images. 0.55 dB under JPEG, no cast.
+             cycles on the first 6 images. About JPEG's PSNR at its rate, no cast.
   cpu        quick trained 4x longer (8,000 steps, lr x0.1 for the last 800;
              about 20 min of training + 4.5 min of evaluation on 2 cores):
              2 dB above JPEG at q3 (README, "Measured").
