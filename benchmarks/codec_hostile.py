@@ -29,7 +29,6 @@ CASES = {
     "z range +-10^6": dict(z_lo=-(10**6), z_hi=10**6),
     "random payload words": dict(body="random"),
 }
-NAMES = ("magic", "version", "prior", "id", "height", "width", "y_lo", "y_hi", "z_lo", "z_hi", "nbytes", "crc")
 
 
 def forge(blob: bytes, changes: dict) -> bytes:
@@ -37,7 +36,7 @@ def forge(blob: bytes, changes: dict) -> bytes:
 
     from common import codec
 
-    fields = dict(zip(NAMES, codec._HEADER.unpack_from(blob), strict=True))
+    fields = dict(zip(codec.HEADER_FIELDS, codec._HEADER.unpack_from(blob), strict=True))
     body = blob[codec.HEADER_BYTES :]
     if changes.get("body") == "random":
         body = np.random.default_rng(0).integers(0, 2**32, len(body) // 4, dtype=np.uint64).astype("<u4").tobytes()

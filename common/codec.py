@@ -53,6 +53,10 @@ MAGIC = b"RJXC"
 VERSION = 3  # 2: integer coding tables and fixed-point scale indices (common.coding_tables); 3: mean colour
 PRIORS = ("factorized", "hyperprior")
 _HEADER = struct.Struct("<4sBB8sIIiiiiIII")
+HEADER_FIELDS = (
+    *("magic", "version", "prior", "id", "height", "width"),
+    *("y_lo", "y_hi", "z_lo", "z_hi", "dc", "nbytes", "crc"),
+)
 HEADER_BYTES = _HEADER.size
 SYMBOL_LIMIT = 4096  # |latent symbol| the codec handles (coding tables span at most 2·4096 + 1 entries)
 MAX_PIXELS = 2**25  # 33.5 MP (8K UHD is 33.2 MP): larger headers are refused before decoding

@@ -23,7 +23,7 @@ from methods.compression import codec as mcodec
 from methods.compression import model as mc
 
 FIELDS = ("version", "prior", "height", "width", "y_lo", "y_hi", "z_lo", "z_hi", "dc", "nbytes")
-INDEX = {"version": 1, "prior": 2, "height": 4, "width": 5, "y_lo": 6, "y_hi": 7, "z_lo": 8, "z_hi": 9, "dc": 10, "nbytes": 11}
+INDEX = {f: codec.HEADER_FIELDS.index(f) for f in FIELDS}
 EXTREMES = (0, 1, -1, 2, 63, 64, 4096, 4097, -4097, 65535, 2**16 + 1, 2**24, 2**31 - 1, -(2**31), 16000)
 
 
@@ -35,9 +35,9 @@ def repack(fields: list, body: bytes) -> bytes:
 
 def fit(value: int, index: int) -> int:
     """`value` wrapped into the field's C type so that it packs."""
-    if index in (1, 2):
+    if index in (INDEX["version"], INDEX["prior"]):
         return value % 256
-    if index in (4, 5, 10, 11):
+    if index in (INDEX["height"], INDEX["width"], INDEX["dc"], INDEX["nbytes"]):
         return value % 2**32
     return (value + 2**31) % 2**32 - 2**31
 

@@ -128,8 +128,7 @@ def _forge(blob: bytes, **changes) -> bytes:
     import struct
     import zlib
 
-    names = ("magic", "version", "prior", "id", "height", "width", "y_lo", "y_hi", "z_lo", "z_hi", "dc", "nbytes", "crc")
-    fields = dict(zip(names, codec._HEADER.unpack_from(blob), strict=True))
+    fields = dict(zip(codec.HEADER_FIELDS, codec._HEADER.unpack_from(blob), strict=True))
     body = changes.pop("body", blob[codec.HEADER_BYTES :])
     fields.update(changes, nbytes=len(body))
     head = codec._HEADER.pack(*list(fields.values())[:-1], 0)[:-4]
@@ -222,12 +221,14 @@ def test_mean_removal_codes_the_mean_colour_exactly(codecs):
     syms = cd.symbols(img)
     want = np.round(img.reshape(-1, 3).astype(np.float64).mean(0) * 255)
     np.testing.assert_array_equal(syms["dc"][0], want)
-    x = np.asarray(cd.model.apply({"params": cd.params}, jnp.asarray(syms["y"]), jnp.asarray(syms["dc"]),
-                                  method=mc.Compressor.decode_symbols))
+
+    def apply(method, *args):
+        return np.asarray(cd.model.apply({"params": cd.params}, *map(jnp.asarray, args), method=method))
+
+    x = apply(mc.Compressor.decode_symbols, syms["y"], syms["dc"])
     np.testing.assert_allclose(x[0].reshape(-1, 3).mean(0), want / 255, atol=1e-5)
-    y = cd.model.apply({"params": cd.params}, jnp.asarray(img[None] - want / 255, jnp.float32), method=lambda m, v: m.g_a(v))
-    np.testing.assert_array_equal(cd.model.apply({"params": cd.params}, jnp.asarray(syms["y"]), method=mc.Compressor.latent),
-                                  np.round(np.asarray(y)))  # fmt: skip
+    y = apply(lambda m, v: m.g_a(v), (img[None] - want / 255).astype(np.float32))
+    np.testing.assert_array_equal(apply(mc.Compressor.latent, syms["y"]), np.round(y))
     header, _ = codec.unpack(cd.encode_bytes(img))
     assert header.dc == tuple(int(v) for v in want)
 

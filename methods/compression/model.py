@@ -44,8 +44,8 @@ def _conv(features, k, stride=1, dtype=None):
     return nn.Conv(features, (k, k), strides=(stride, stride), padding="SAME", dtype=dtype)
 
 
-def _deconv(features, k, stride=2, dtype=None):
-    return nn.ConvTranspose(features, (k, k), strides=(stride, stride), padding="SAME", dtype=dtype)
+def _deconv(features, k, stride=2, dtype=None, use_bias=True):
+    return nn.ConvTranspose(features, (k, k), strides=(stride, stride), padding="SAME", use_bias=use_bias, dtype=dtype)
 
 
 # The transforms' convolutions compute in `dtype` (None: float32; common.precision); GDN and every output
@@ -75,8 +75,7 @@ class Synthesis(nn.Module):
         h = y
         for i in range(3):
             h = entropy.GDN(inverse=True, name=f"igdn{i}")(_deconv(self.n, 5, dtype=self.dtype)(h).astype(jnp.float32))
-        last = nn.ConvTranspose(3, (5, 5), (2, 2), padding="SAME", use_bias=self.final_bias, dtype=self.dtype)
-        return last(h).astype(jnp.float32)
+        return _deconv(3, 5, dtype=self.dtype, use_bias=self.final_bias)(h).astype(jnp.float32)
 
 
 class HyperAnalysis(nn.Module):

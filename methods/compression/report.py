@@ -27,8 +27,8 @@ def report(workdirs: list[str], out: str) -> str:
     first = next(iter(runs.values()))
     plot_rd(os.path.join(out, "rd.png"), runs, f"{first['eval_set']}: rate-distortion")
     lines = [
-        "| run | λ2 | bpp (file) | bpp (est.) | PSNR | JPEG at that bpp (Δ) | mean-colour ΔE | 16×16 colour ΔE (JPEG) | MS-SSIM | "
-        "LPIPS | SIC n=1 → n=N (drop) | variable rate | shifted |",
+        "| run | λ2 | bpp (file) | bpp (est.) | PSNR | JPEG at that bpp (Δ) | mean-colour ΔE | "
+        "16×16 colour ΔE (JPEG) | MS-SSIM | LPIPS | SIC n=1 → n=N (drop) | variable rate | shifted |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
