@@ -25,8 +25,8 @@ Variants (``:arg``, comma-separated):
   cpu        quick trained 4x longer (8,000 steps, lr x0.1 for the last 800;
              about 20 min of training + 4.5 min of evaluation on 2 cores):
              2 dB above JPEG at q3 (README, "Measured").
-Every variant codes each image's mean colour on the side (model.mean_removal).
   test       tiny shapes for the test suite.
+Every variant codes each image's mean colour on the side (model.mean_removal).
 """
 
 import ml_collections

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import checkpoint, codec, coding_tables, evaluation, imageio
-from methods.compression.model import Compressor, integer_tables
+from methods.compression.model import Compressor, compressor, integer_tables
 
 EXTENSION = ".rjx"
 TABLE_LIMIT = codec.SYMBOL_LIMIT  # the quantile support taken into the coding tables, at most ±this
@@ -190,5 +190,4 @@ def load_codec(workdir: str, *, what: str | None = None) -> Codec:
     run = checkpoint.load_run(workdir, what=what or workdir, method="compression", needs=("params",))
     m = run.config["model"]
     params = jax.tree.map(jnp.asarray, run.state["params"])
-    model = Compressor(prior=m["prior"], n=m["n"], m=m["m"], mean_removal=m.get("mean_removal", False))
-    return Codec(model, params, tables=run.state.get("tables"))
+    return Codec(compressor(m), params, tables=run.state.get("tables"))

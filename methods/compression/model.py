@@ -264,13 +264,19 @@ def make_optimizer(config) -> optax.GradientTransformation:
     return optax.multi_transform({"main": main, "aux": optax.adam(o.aux_lr)}, labels)
 
 
+def compressor(m) -> Compressor:
+    """The model of a config's `model` block (a ConfigDict, or a run's config.json dict; runs from before mean
+    removal have no such key and are bare models)."""
+    return Compressor(prior=m["prior"], n=m["n"], m=m["m"], mean_removal=m.get("mean_removal", False))
+
+
 class Nets:
     """The model definition and its optimizer (static: never pytree leaves)."""
 
     def __init__(self, config):
         self.config = config
         m = config.model
-        self.model = Compressor(prior=m.prior, n=m.n, m=m.m, mean_removal=m.get("mean_removal", False))
+        self.model = compressor(m)
         # the training forward passes: the same parameters, convolutions in config.precision
         self.train_model = self.model.clone(dtype=precision.compute_dtype(config))
         self.tx = make_optimizer(config)
