@@ -5,7 +5,8 @@
 One 3x3 convolution of SRFeat's generator at the authors' size (batch 9, 74x74, 128 -> 128 channels) by
 default. JAX: `lax.conv_general_dilated` and the two halves of its VJP, each jitted alone; also two
 rewrites of the weight gradient through kernels that are fast elsewhere (per-tap matmuls, and a forward
-convolution with the batch and feature axes exchanged), checked against `jax.grad`. PyTorch (when
+convolution with the batch and feature axes exchanged, and per-tap matmuls over contiguous slices of the
+row-flattened padded batch), checked against `jax.grad`. PyTorch (when
 installed): eager, channels-last, the forward and the forward + both gradients. Medians, GFLOP/s.
 """
 
@@ -60,6 +61,15 @@ def main():
         )
         return out.transpose(1, 2, 0, 3)
 
+    def dw_flat(x, g):  # per-tap matmuls; each shifted input is one contiguous slice of the flattened batch
+        wp, rows = w + 2 * pad, (h + 2 * pad) * (w + 2 * pad)
+        xf = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))).reshape(-1, c)
+        xf = jnp.pad(xf, ((0, (k - 1) * (wp + 1)), (0, 0)))
+        # g on the padded grid, zero outside the h x w block, so wrap-around rows and columns add nothing
+        gf = jnp.pad(g, ((0, 0), (0, 2 * pad), (0, 2 * pad), (0, 0))).reshape(-1, c)
+        offsets = [i * wp + j for i in range(k) for j in range(k)]
+        return jnp.stack([xf[o : o + n * rows].T @ gf for o in offsets]).reshape(k, k, c, c)
+
     flops = 2 * n * h * w * c * c * k * k
     fns = {
         "forward": (jax.jit(conv), (x, kern)),
@@ -67,6 +77,7 @@ def main():
         "weight grad (XLA)": (jax.jit(lambda x, kern, g: jax.vjp(lambda q: conv(x, q), kern)[1](g)[0]), (x, kern, g)),
         "weight grad, per-tap matmuls": (jax.jit(dw_taps), (x, g)),
         "weight grad, swapped forward conv": (jax.jit(dw_swapped), (x, g)),
+        "weight grad, contiguous-slice taps": (jax.jit(dw_flat), (x, g)),
     }
     ref = fns["weight grad (XLA)"][0](x, kern, g)
     print(f"conv {k}x{k}, input {n}x{h}x{w}x{c}, {flops / 1e9:.1f} GFLOP per pass; {jax.devices()}")
