@@ -3,8 +3,8 @@
     python benchmarks/conv_parts.py [--shape 9,74,74,128] [--kernel 3] [--repeats 5]
 
 One 3x3 convolution of SRFeat's generator at the authors' size (batch 9, 74x74, 128 -> 128 channels) by
-default. JAX: `lax.conv_general_dilated` and the two halves of its VJP, each jitted alone; also two
-rewrites of the weight gradient through kernels that are fast elsewhere (per-tap matmuls, and a forward
+default. JAX: `lax.conv_general_dilated` and the two halves of its VJP, each jitted alone; also three
+rewrites of the weight gradient through kernels that are fast elsewhere (per-tap matmuls, a forward
 convolution with the batch and feature axes exchanged, and per-tap matmuls over contiguous slices of the
 row-flattened padded batch), checked against `jax.grad`. PyTorch (when
 installed): eager, channels-last, the forward and the forward + both gradients. Medians, GFLOP/s.
