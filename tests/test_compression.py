@@ -267,6 +267,9 @@ def test_train_then_eval_with_a_variable_rate_schedule(trained, tmp_path):
     j = rd["jpeg_psnr_at_bpp"]
     assert row[5] == ("outside the JPEG points" if j is None else f"{j:.2f} ({rd['psnr'] - j:+.2f})")
     assert row[6] == f"{rd['mean_color_delta_e']:.2f}" and row[7].startswith(f"{rd['block_color_delta_e']:.2f}")
+    assert table.splitlines()[-1].startswith(
+        f"| JPEG, matched to {os.path.basename(os.path.normpath(w))} (q "
+    )  # whose rate it is
     assert all(os.path.getsize(tmp_path / "report" / f) > 1000 for f in ("rd.png", "sic.png"))
 
 

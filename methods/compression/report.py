@@ -24,7 +24,7 @@ def report(workdirs: list[str], out: str) -> str:
             runs[os.path.basename(os.path.normpath(w))] = json.load(f)
     os.makedirs(out, exist_ok=True)
     plot_sic(os.path.join(out, "sic.png"), {k: r["sic"] for k, r in runs.items() if r.get("sic")})
-    first = next(iter(runs.values()))
+    first_name, first = next(iter(runs.items()))
     plot_rd(os.path.join(out, "rd.png"), runs, f"{first['eval_set']}: rate-distortion")
     lines = [
         "| run | λ2 | bpp (file) | bpp (est.) | PSNR | JPEG at that bpp (Δ) | mean-colour ΔE | "
@@ -65,7 +65,7 @@ def report(workdirs: list[str], out: str) -> str:
     if s:
         qs = s["jpeg_qualities"]
         lines.append(
-            f"| JPEG (matched q {min(qs)}–{max(qs)}) | | | | | | | | | | {sic_cell(s, 'jpeg')} | "
+            f"| JPEG, matched to {first_name} (q {min(qs)}–{max(qs)}) | | | | | | | | | | {sic_cell(s, 'jpeg')} | "
             f"{sic_cell(s, 'jpeg_variable')} | |"
         )
     table = "\n".join(lines)
