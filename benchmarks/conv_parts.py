@@ -1,22 +1,33 @@
 """Where a train step's convolution time goes: forward, input gradient and weight gradient, JAX vs PyTorch.
 
     python benchmarks/conv_parts.py [--shape 9,74,74,128] [--kernel 3] [--repeats 5]
+    python benchmarks/conv_parts.py --sweep [--repeats 5]
 
 One 3x3 convolution of SRFeat's generator at the authors' size (batch 9, 74x74, 128 -> 128 channels) by
-default. JAX: `lax.conv_general_dilated` and the two halves of its VJP, each jitted alone; also three
-rewrites of the weight gradient through kernels that are fast elsewhere (per-tap matmuls, a forward
-convolution with the batch and feature axes exchanged, and per-tap matmuls over contiguous slices of the
-row-flattened padded batch), checked against `jax.grad`. PyTorch (when
-installed): eager, channels-last, the forward and the forward + both gradients. Medians, GFLOP/s.
+default. JAX: `lax.conv_general_dilated` and the two halves of its VJP, each jitted alone; the weight
+gradient this project uses on CPU (`common.conv.weight_gradient`, a chunked im2col matmul); and three
+earlier rewrites of it (per-tap matmuls, a forward convolution with the batch and feature axes
+exchanged, per-tap matmuls over contiguous slices of the row-flattened padded batch). Every rewrite is
+checked against `jax.grad`. PyTorch (when installed): eager, channels-last, the forward and the forward +
+both gradients. Medians, GFLOP/s.
+
+``--sweep`` times XLA's weight gradient against `common.conv.weight_gradient` on the layer shapes of the
+benchmarked networks (SRFeat's generator, VGG-16 at DMENet's 240x240 crops) and prints the ratio: the
+evidence behind `common.conv`'s size thresholds.
 """
 
 import argparse
+import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common.conv import weight_gradient  # noqa: E402
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -36,7 +47,10 @@ def main():
     p.add_argument("--shape", default="9,74,74,128", help="N,H,W,C (input and output channels C)")
     p.add_argument("--kernel", type=int, default=3)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--sweep", action="store_true", help="XLA vs im2col weight gradient over the networks' shapes")
     a = p.parse_args()
+    if a.sweep:
+        return sweep(a.repeats)
     n, h, w, c = map(int, a.shape.split(","))
     k = a.kernel
     rng = np.random.default_rng(0)
@@ -75,6 +89,10 @@ def main():
         "forward": (jax.jit(conv), (x, kern)),
         "input grad (XLA)": (jax.jit(lambda x, kern, g: jax.vjp(lambda x: conv(x, kern), x)[1](g)[0]), (x, kern, g)),
         "weight grad (XLA)": (jax.jit(lambda x, kern, g: jax.vjp(lambda q: conv(x, q), kern)[1](g)[0]), (x, kern, g)),
+        "weight grad, im2col (common.conv)": (
+            jax.jit(lambda x, g: weight_gradient(x, g, (k, k), ((pad, pad), (pad, pad)))),
+            (x, g),
+        ),
         "weight grad, per-tap matmuls": (jax.jit(dw_taps), (x, g)),
         "weight grad, swapped forward conv": (jax.jit(dw_swapped), (x, g)),
         "weight grad, contiguous-slice taps": (jax.jit(dw_flat), (x, g)),
@@ -117,6 +135,46 @@ def main():
             f"torch {name:<34} {s * 1e3:8.1f} ms {passes * flops / s / 1e9:7.1f} GFLOP/s "
             f"({torch.get_num_threads()} threads)"
         )
+
+
+# (N, H, W, C_in, C_out, kernel) of the benchmarked steps' stride-1 convolutions
+SWEEP = (
+    ("SRFeat head 9x9", (9, 74, 74, 3, 128, 9)),
+    ("SRFeat block 3x3", (9, 74, 74, 128, 128, 3)),
+    ("SRFeat skip 1x1", (9, 74, 74, 128, 128, 1)),
+    ("SRFeat up 3x3 (x2)", (9, 148, 148, 128, 512, 3)),
+    ("VGG conv1_1", (3, 240, 240, 3, 64, 3)),
+    ("VGG conv1_2", (3, 240, 240, 64, 64, 3)),
+    ("VGG conv2_2", (3, 120, 120, 128, 128, 3)),
+    ("VGG conv3_3", (3, 60, 60, 256, 256, 3)),
+    ("VGG conv4_3", (3, 30, 30, 512, 512, 3)),
+    ("VGG conv5_3", (3, 15, 15, 512, 512, 3)),
+)
+
+
+def sweep(repeats: int):
+    rng = np.random.default_rng(0)
+    print(f"{'layer':<20} {'N,H,W,Cin->Cout,k':<22} {'XLA ms':>8} {'im2col ms':>10} {'XLA/im2col':>11} {'diff':>9}")
+    for name, (n, h, w, ci, co, k) in SWEEP:
+        x = jnp.asarray(rng.random((n, h, w, ci), np.float32))
+        kern = jnp.asarray(rng.random((k, k, ci, co), np.float32))
+        g = jnp.asarray(rng.random((n, h, w, co), np.float32))
+        lo, hi = (k - 1) // 2, k // 2  # 'SAME'
+        pads = ((lo, hi), (lo, hi))
+
+        def xla(x, kern, g, pads=pads):
+            def conv(q):
+                return lax.conv_general_dilated(x, q, (1, 1), pads, dimension_numbers=DN)
+
+            return jax.vjp(conv, kern)[1](g)[0]
+
+        fx = jax.jit(xla)
+        fi = jax.jit(lambda x, g, k=k, pads=pads: weight_gradient(x, g, (k, k), pads))
+        ref = fx(x, kern, g)
+        err = float(jnp.max(jnp.abs(fi(x, g) - ref)) / jnp.max(jnp.abs(ref)))
+        tx, ti = median_time(fx, x, kern, g, repeats=repeats), median_time(fi, x, g, repeats=repeats)
+        shape = f"{n},{h},{w},{ci}->{co},{k}"
+        print(f"{name:<20} {shape:<22} {tx * 1e3:8.1f} {ti * 1e3:10.1f} {tx / ti:11.2f} {err:9.1e}", flush=True)
 
 
 if __name__ == "__main__":

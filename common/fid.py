@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import linalg
 
-from common import weights
+from common import conv, weights
 from common.weights import WeightsError
 
 NUM_LAYERS = 94
@@ -44,7 +44,7 @@ class ConvBN(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = nn.Conv(self.features, self.kernel, (self.strides,) * 2, self.padding, use_bias=False, name="conv")(x)
+        x = conv.Conv(self.features, self.kernel, (self.strides,) * 2, self.padding, use_bias=False, name="conv")(x)
         beta = self.param("beta", nn.initializers.zeros, (self.features,))
         mean = self.param("mean", nn.initializers.zeros, (self.features,))
         var = self.param("var", nn.initializers.ones, (self.features,))

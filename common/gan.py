@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import optax
 
-from common import layers
+from common import conv, layers
 
 
 def _mean(x):
@@ -65,9 +65,9 @@ class ConvDiscriminator(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool):
         w = lambda c: max(4, int(round(c * self.width)))  # noqa: E731
-        x = layers.lrelu(nn.Conv(w(self.first), (3, 3))(x))
+        x = layers.lrelu(conv.Conv(w(self.first), (3, 3))(x))
         for c, s in self.spec:
-            x = nn.Conv(w(c), (3, 3), strides=s, use_bias=not self.batch_norm)(x)
+            x = conv.Conv(w(c), (3, 3), strides=s, use_bias=not self.batch_norm)(x)
             if self.batch_norm:
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-5)(x)
             x = layers.lrelu(x)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from common import conv
+
 
 def lrelu(x, slope: float = 0.2):
     return nn.leaky_relu(x, slope)
@@ -44,7 +46,7 @@ class ConvBNAct(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        x = nn.Conv(self.features, (self.kernel, self.kernel), use_bias=False)(x)
+        x = conv.Conv(self.features, (self.kernel, self.kernel), use_bias=False)(x)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-5)(x)
         return lrelu(x) if self.act else x
 
@@ -64,7 +66,7 @@ class ResBlock(nn.Module):
         h = ConvBNAct(self.features)(x, train)
         h = ConvBNAct(self.features, act=False)(h, train)
         if self.project or x.shape[-1] != self.features:
-            x = nn.Conv(self.features, (1, 1), use_bias=False, name="shortcut")(x)
+            x = conv.Conv(self.features, (1, 1), use_bias=False, name="shortcut")(x)
         return lrelu(h + x) if self.post_act else h + x
 
 
@@ -91,7 +93,7 @@ class PreActResBlock(nn.Module):
         if self.resample == "up":
             sc = upsample_nearest(sc)
         if x.shape[-1] != self.features:
-            sc = nn.Conv(self.features, (1, 1), use_bias=False, name="shortcut")(sc)
+            sc = conv.Conv(self.features, (1, 1), use_bias=False, name="shortcut")(sc)
         if self.resample == "down":
             sc = nn.avg_pool(sc, (2, 2), (2, 2))
         h = pre(x, "norm1")
@@ -100,9 +102,9 @@ class PreActResBlock(nn.Module):
         # With normalisation, per-channel constants are removed by the next instance norm (this
         # block's, the next block's, or the network's last), so biases would get zero gradient.
         c1 = x.shape[-1] if self.resample == "down" else self.features
-        h = nn.Conv(c1, (3, 3), use_bias=not self.norm, name="conv1")(h)
+        h = conv.Conv(c1, (3, 3), use_bias=not self.norm, name="conv1")(h)
         if self.resample == "down":
             h = nn.avg_pool(h, (2, 2), (2, 2))
         h = pre(h, "norm2")
-        h = nn.Conv(self.features, (3, 3), use_bias=not self.norm, name="conv2")(h)
+        h = conv.Conv(self.features, (3, 3), use_bias=not self.norm, name="conv2")(h)
         return (sc + h) / jnp.sqrt(2.0)

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import packaged, weights
+from common import conv, packaged, weights
 from common.errors import ConfigError
 from common.weights import WeightsError
 
@@ -109,7 +109,7 @@ class VGG(nn.Module):
                 x = nn.max_pool(x, (2, 2), (2, 2))
             for i in range(1, n + 1):
                 name = f"conv{b}_{i}"
-                x = nn.relu(nn.Conv(width_of(name, self.width), (3, 3), name=name)(x))
+                x = nn.relu(conv.Conv(width_of(name, self.width), (3, 3), name=name)(x))
                 feats[name] = x
                 if name == self.upto:
                     return feats

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import functools
 
+from common import conv, trainer
 from common import data as common_data
-from common import trainer
 from common.errors import ConfigError
 from methods.compression import data, evaluate, model
 
@@ -33,6 +33,7 @@ def check_config(config) -> None:
 def build(config) -> trainer.Task:
     """Everything the trainer needs for the compression model under `config`."""
     check_config(config)
+    conv.configure(config)
     nets = model.Nets(config)
     ev = evaluate.Evaluator(config, nets.model)
     return trainer.Task(

@@ -34,14 +34,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from common import coding_tables, entropy, optim, precision
+from common import coding_tables, conv, entropy, optim, precision
 from common.errors import ConfigError
 
 # ----------------------------------------------------------------------------- networks
 
 
 def _conv(features, k, stride=1, dtype=None):
-    return nn.Conv(features, (k, k), strides=(stride, stride), padding="SAME", dtype=dtype)
+    return conv.Conv(features, (k, k), strides=(stride, stride), padding="SAME", dtype=dtype)
 
 
 def _deconv(features, k, stride=2, dtype=None, use_bias=True):

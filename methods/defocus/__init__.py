@@ -13,8 +13,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from common import conv, trainer, vgg
 from common import data as common_data
-from common import trainer, vgg
 from common.errors import ConfigError
 from methods.defocus import data, evaluate, model
 
@@ -34,6 +34,7 @@ def check_config(config) -> None:
 def build(config) -> trainer.Task:
     """Everything the trainer needs for DMENet under `config`."""
     check_config(config)
+    conv.configure(config)
     backbone = vgg.load_backbone(config.backbone, config.vgg19_weights, width=config.model.vgg_width, seed=config.seed)
     nets = model.Nets(config, backbone)
     init_encoder = backbone.pretrained and config.model.init_encoder

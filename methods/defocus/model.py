@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from common import layers, optim, precision, vgg
+from common import conv, layers, optim, precision, vgg
 
 # ----------------------------------------------------------------------------- networks
 
@@ -75,13 +75,13 @@ class BlurNet(nn.Module):
                 h = jnp.concatenate([layers.upsample_nearest(h), feats[bb.layer(SKIPS[level])]], axis=-1)
             for i in range(3):
                 h = layers.ConvBNAct(_w(ch, self.width), name=f"dec{level}_{i}")(h, train)
-            aux.append(nn.sigmoid(nn.Conv(1, (3, 3), name=f"aux{level}")(h)))
+            aux.append(nn.sigmoid(conv.Conv(1, (3, 3), name=f"aux{level}")(h)))
         feature = h
         for i in range(self.n_res):
             h = layers.ResBlock(_w(64, self.width), name=f"res{i}")(h, train)
         h = layers.ConvBNAct(_w(64, self.width), name="head0")(h, train)
         h = layers.ConvBNAct(_w(32, self.width), name="head1")(h, train)
-        out = nn.sigmoid(nn.Conv(1, (3, 3), name="out")(h))
+        out = nn.sigmoid(conv.Conv(1, (3, 3), name="out")(h))
         return out, aux, feature
 
 
@@ -93,8 +93,8 @@ class DomainNet(nn.Module):
     @nn.compact
     def __call__(self, f):
         for c in (64, 128, 256, 512):
-            f = layers.lrelu(nn.Conv(_w(c, self.width), (4, 4), strides=2)(f))
-        return nn.Conv(1, (4, 4), strides=2)(f)
+            f = layers.lrelu(conv.Conv(_w(c, self.width), (4, 4), strides=2)(f))
+        return conv.Conv(1, (4, 4), strides=2)(f)
 
 
 class SharpNet(nn.Module):
@@ -103,8 +103,8 @@ class SharpNet(nn.Module):
     @nn.compact
     def __call__(self, m):
         for c in (64, 64, 64, 32, 32, 32, 16, 16, 16):
-            m = layers.lrelu(nn.Conv(c, (1, 1))(m))
-        return nn.Conv(1, (1, 1))(m)
+            m = layers.lrelu(conv.Conv(c, (1, 1))(m))
+        return conv.Conv(1, (1, 1))(m)
 
 
 # ----------------------------------------------------------------------------- losses (unreduced: per example)

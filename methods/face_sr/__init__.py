@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 
+from common import conv, trainer, vgg
 from common import data as common_data
-from common import trainer, vgg
 from common.errors import ConfigError
 from methods.face_sr import data, evaluate, model
 
@@ -29,6 +29,7 @@ def check_config(config) -> None:
 def build(config) -> trainer.Task:
     """Everything the trainer needs for self-supervised face SR under `config`."""
     check_config(config)
+    conv.configure(config)
     backbone = vgg.load_backbone(
         config.backbone, config.vgg19_weights, width=config.model.vgg_width, seed=config.seed, random_init="he"
     )

@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from common import gan, layers, metrics, optim, precision, vgg
+from common import conv, gan, layers, metrics, optim, precision, vgg
 
 # ----------------------------------------------------------------------------- networks
 
@@ -45,7 +45,7 @@ class Generator(nn.Module):
     def __call__(self, x):
         dims = [_w(64 * 2**i, self.width) for i in range(self.n_down + 1)]  # 64, 128, 256
         # no biases before the instance norms: they could not be learned (zero gradient)
-        h = nn.Conv(dims[0], (3, 3), use_bias=False, name="from_rgb")(x * 2.0 - 1.0)
+        h = conv.Conv(dims[0], (3, 3), use_bias=False, name="from_rgb")(x * 2.0 - 1.0)
         for i in range(self.n_down):
             h = layers.PreActResBlock(dims[i + 1], resample="down", name=f"enc{i}")(h)
         for i in range(self.n_bottleneck):
@@ -54,7 +54,7 @@ class Generator(nn.Module):
         for i, c in enumerate(ups):
             h = layers.PreActResBlock(c, resample="up", name=f"dec{i}")(h)
         h = layers.lrelu(nn.InstanceNorm(epsilon=1e-5, name="out_norm")(h))
-        y = nn.Conv(3, (1, 1), kernel_init=nn.initializers.zeros, name="to_rgb")(h)  # starts as bicubic
+        y = conv.Conv(3, (1, 1), kernel_init=nn.initializers.zeros, name="to_rgb")(h)  # starts as bicubic
         if self.global_skip:
             # Instance norm throughout removes each image's mean colour and contrast from the features
             # (StarGAN v2 puts them back through AdaIN style codes, which this task has none of), so
@@ -72,11 +72,11 @@ class Discriminator(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        h = nn.Conv(_w(64, self.width), (3, 3))(x * 2.0 - 1.0)
+        h = conv.Conv(_w(64, self.width), (3, 3))(x * 2.0 - 1.0)
         for i in range(self.n_down):
             h = layers.PreActResBlock(_w(64 * 2 ** (i + 1), self.width), resample="down", norm=False)(h)
-        h = nn.Conv(_w(64 * 2**self.n_down, self.width), (3, 3))(layers.lrelu(h))
-        return nn.Conv(1, (1, 1))(layers.lrelu(h))
+        h = conv.Conv(_w(64 * 2**self.n_down, self.width), (3, 3))(layers.lrelu(h))
+        return conv.Conv(1, (1, 1))(layers.lrelu(h))
 
 
 # ----------------------------------------------------------------------------- losses (per example)

@@ -14,7 +14,7 @@ import json
 import jax
 import jax.numpy as jnp
 
-from common import checkpoint, logger, trainer, vgg
+from common import checkpoint, conv, logger, trainer, vgg
 from common import data as common_data
 from common.errors import ConfigError
 from methods.srfeat import data, evaluate, model
@@ -49,6 +49,7 @@ def total_steps(config) -> int:
 def build(config) -> trainer.Task:
     """Everything the trainer needs for SRFeat under `config` (stage 1 or 2)."""
     check_config(config)
+    conv.configure(config)
     frozen, backbone = {}, None
     if config.stage == "gan":
         backbone = vgg.load_backbone(

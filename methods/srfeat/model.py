@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import checkpoint, gan, layers, metrics, optim, precision, vgg
+from common import checkpoint, conv, gan, layers, metrics, optim, precision, vgg
 from common.errors import ConfigError
 
 # ----------------------------------------------------------------------------- networks
@@ -53,7 +53,7 @@ class Generator(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        h = nn.Conv(self.channels, (9, 9), name="head")(x * 2.0 - 1.0)
+        h = conv.Conv(self.channels, (9, 9), name="head")(x * 2.0 - 1.0)
         outs = []
         for i in range(1, self.blocks + 1):
             h = layers.ResBlock(self.channels, project=False, post_act=False, name=f"block{i}")(h, train)
@@ -61,12 +61,12 @@ class Generator(nn.Module):
             outs.append(h)
         if self.long_skip:  # Σ_{i<B} W_i * block_i (1x1, no bias) + block_B
             for i, o in enumerate(outs[:-1], start=1):
-                h = h + nn.Conv(self.channels, (1, 1), use_bias=False, name=f"skip{i}")(o)
+                h = h + conv.Conv(self.channels, (1, 1), use_bias=False, name=f"skip{i}")(o)
             self.sow("intermediates", "skip_sum", h)
         for j, r in enumerate(upsampling_factors(self.scale)):
-            h = nn.Conv(self.channels * r * r, (3, 3), name=f"up{j}")(h)
+            h = conv.Conv(self.channels * r * r, (3, 3), name=f"up{j}")(h)
             h = layers.lrelu(layers.depth_to_space(h, r))
-        y = nn.Conv(3, (3, 3), name="out")(h)
+        y = conv.Conv(3, (3, 3), name="out")(h)
         return (y + 1.0) / 2.0
 
 

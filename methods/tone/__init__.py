@@ -11,8 +11,8 @@ import functools
 
 import jax.numpy as jnp
 
+from common import conv, trainer
 from common import data as common_data
-from common import trainer
 from common.errors import ConfigError
 from methods.tone import data, evaluate, model
 
@@ -28,6 +28,7 @@ def check_config(config) -> None:
 def build(config) -> trainer.Task:
     """Everything the trainer needs for tone enhancement under `config`."""
     check_config(config)
+    conv.configure(config)
     nets = model.Nets(config)
     ev = evaluate.Evaluator(config, enhance=nets.enhance, invert=nets.invert)
     return trainer.Task(

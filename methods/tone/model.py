@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from common import gan, layers, metrics, optim, precision
+from common import conv, gan, layers, metrics, optim, precision
 from common.errors import ConfigError
 
 # ----------------------------------------------------------------------------- networks
@@ -43,15 +43,15 @@ class Generator(nn.Module):
     def __call__(self, x, train: bool):
         c = lambda n: max(4, int(round(n * self.width)))  # noqa: E731
         f0 = layers.ConvBNAct(c(32))(x, train)
-        f1 = layers.lrelu(nn.Conv(c(64), (3, 3), strides=2)(f0))
-        h = layers.lrelu(nn.Conv(c(128), (3, 3), strides=2)(f1))
+        f1 = layers.lrelu(conv.Conv(c(64), (3, 3), strides=2)(f0))
+        h = layers.lrelu(conv.Conv(c(128), (3, 3), strides=2)(f1))
         r = h
         for i in range(self.blocks):
             r = layers.ResBlock(c(128), project=False, post_act=False, name=f"block{i}")(r, train)
-        h = nn.Conv(c(128), (3, 3), name="trunk_out")(r) + h  # long skip
-        h = layers.lrelu(nn.Conv(c(64), (3, 3))(layers.upsample_nearest(h))) + f1
-        h = layers.lrelu(nn.Conv(c(32), (3, 3))(layers.upsample_nearest(h))) + f0
-        residual = nn.Conv(3, (3, 3), kernel_init=nn.initializers.zeros, name="out")(h)
+        h = conv.Conv(c(128), (3, 3), name="trunk_out")(r) + h  # long skip
+        h = layers.lrelu(conv.Conv(c(64), (3, 3))(layers.upsample_nearest(h))) + f1
+        h = layers.lrelu(conv.Conv(c(32), (3, 3))(layers.upsample_nearest(h))) + f0
+        residual = conv.Conv(3, (3, 3), kernel_init=nn.initializers.zeros, name="out")(h)
         return x + 10.0 * residual
 
 
@@ -65,8 +65,8 @@ class InverseNet(nn.Module):
     def __call__(self, y):
         h = y
         for _ in range(self.layers - 1):
-            h = layers.lrelu(nn.Conv(self.channels, (3, 3))(h))
-        return y + nn.Conv(3, (3, 3))(h)
+            h = layers.lrelu(conv.Conv(self.channels, (3, 3))(h))
+        return y + conv.Conv(3, (3, 3))(h)
 
 
 def naturalness_discriminator(width: float) -> gan.ConvDiscriminator:

@@ -1,0 +1,198 @@
+"""Convolutions whose weight gradient is a chunked im2col matmul (fast on XLA:CPU), switchable by config.
+
+XLA:CPU computes a convolution's forward pass and input gradient at close to oneDNN's rate, but its weight
+gradient at about a third of it, and that is where the CPU train steps lose to PyTorch
+(``benchmarks/conv_parts.py``). For a stride-1 convolution,
+
+    dW[i, j, ci, co] = Σ_{n, r, c} x_pad[n, r + i, c + j, ci] · g[n, r, c, co],
+
+which is one matmul between the im2col matrix of ``x_pad`` (kh·kw·C_in rows) and the output gradient. Built
+whole, that matrix is kh·kw times the input and copying it costs more than the matmul saves. Here it is
+built a chunk of pixels at a time inside a loop, each chunk small enough to stay in cache, from the input
+transposed once to (C_in, N, H·W): a tap's shift is then a slice along the last axis, and each chunk's
+product is a plain (kh·kw·C_in, N·chunk) @ (N·chunk, C_out) matmul, the layout XLA:CPU's matmul is fastest
+in. On the 2-core CPU this halves the weight-gradient time of SRFeat's 3x3 128→128 convolution.
+
+`conv_general_dilated` is a drop-in for ``lax.conv_general_dilated`` (flax's ``nn.Conv`` takes it as
+``conv_general_dilated=``; :class:`Conv` is ``nn.Conv`` with it). It uses the rewrite only where it
+applies (2-D, NHWC/HWIO, stride 1, no dilation, no feature or batch groups, float32) and where the mode
+says so; anywhere else it is ``lax.conv_general_dilated``. The forward pass and
+the input gradient are always XLA's own. The choice is made when a function is traced, from
+``config.conv_weight_grad`` (:func:`configure`):
+
+* ``auto`` (default): the rewrite on CPU where the input has at least 16 channels and 4096 pixels
+  (N·H·W; below that XLA's weight gradient is as fast), XLA's native kernels on GPU and TPU;
+* ``im2col``: the rewrite wherever it applies, on every backend and at every size;
+* ``xla``: never.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from common.errors import ConfigError
+
+MODES = ("auto", "im2col", "xla")
+_mode = "auto"
+# Elements of one chunk's im2col block (kh·kw·C_in x N·chunk): 2^20 float32 (4 MiB) measured best on the 2-core CPU.
+_CHUNK_ELEMENTS = 1 << 20
+_NHWC = ("NHWC", "HWIO", "NHWC")
+_MIN_CHANNELS = 16
+_MIN_POSITIONS = 4096
+
+
+def _check(mode: str) -> str:
+    if mode not in MODES:
+        raise ConfigError(f"config conv_weight_grad={mode!r}: use one of {', '.join(map(repr, MODES))}")
+    return mode
+
+
+def configure(config) -> None:
+    """Sets the weight-gradient mode from ``config.conv_weight_grad`` (``auto`` when the key is absent).
+
+    Takes effect for functions traced afterwards (a jitted function already compiled keeps its mode)."""
+    global _mode
+    _mode = _check(config.get("conv_weight_grad", "auto"))
+
+
+@contextlib.contextmanager
+def weight_grad(mode: str):
+    """Within the block, functions traced use `mode` (``auto``, ``im2col`` or ``xla``)."""
+    global _mode
+    old, _mode = _mode, _check(mode)
+    try:
+        yield
+    finally:
+        _mode = old
+
+
+def _is_nhwc(dimension_numbers, ndim: int) -> bool:
+    if ndim != 4:
+        return False
+    if dimension_numbers is None:  # lax's default is NCHW/OIHW
+        return False
+    if isinstance(dimension_numbers, lax.ConvDimensionNumbers):
+        return dimension_numbers == lax.conv_dimension_numbers((1,) * 4, (1,) * 4, _NHWC)
+    return tuple(dimension_numbers) == _NHWC
+
+
+def _ones(v) -> bool:
+    return v is None or all(int(s) == 1 for s in v)
+
+
+def conv_general_dilated(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    batch_group_count=1,
+    precision=None,
+    preferred_element_type=None,
+):
+    """``lax.conv_general_dilated``, with the im2col weight gradient where it applies and is enabled."""
+    native = functools.partial(
+        lax.conv_general_dilated,
+        window_strides=window_strides,
+        padding=padding,
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
+    applies = (
+        _mode != "xla"
+        and _is_nhwc(dimension_numbers, lhs.ndim)
+        and _ones(window_strides)
+        and _ones(lhs_dilation)
+        and _ones(rhs_dilation)
+        and feature_group_count == 1
+        and batch_group_count == 1
+        and preferred_element_type is None
+        and lhs.dtype == jnp.float32
+        and rhs.dtype == jnp.float32
+    )
+    if applies and _mode == "auto":
+        # below these sizes XLA's own weight gradient is as fast or faster (benchmarks/conv_parts.py --sweep)
+        applies = (
+            jax.default_backend() == "cpu"
+            and lhs.shape[-1] >= _MIN_CHANNELS
+            and lhs.shape[0] * lhs.shape[1] * lhs.shape[2] >= _MIN_POSITIONS
+        )
+    if not applies:
+        return native(lhs, rhs)
+    if isinstance(padding, str):
+        pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], (1, 1), padding)
+    else:
+        pads = [(int(lo), int(hi)) for lo, hi in padding]
+    if any(p < 0 for pair in pads for p in pair):
+        return native(lhs, rhs)
+    return _conv(lhs, rhs, tuple(map(tuple, pads)), precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv(x, w, pads, precision):
+    return lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=_NHWC, precision=precision)
+
+
+def _conv_fwd(x, w, pads, precision):
+    return _conv(x, w, pads, precision), (x, w)
+
+
+def _conv_bwd(pads, precision, res, g):
+    x, w = res
+    _, input_vjp = jax.vjp(
+        lambda x: lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=_NHWC, precision=precision), x
+    )
+    (dx,) = input_vjp(g)
+    return dx, weight_gradient(x, g, w.shape[:2], pads, precision)
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def weight_gradient(x, g, kernel_size, pads, precision=None):
+    """dW (kh, kw, C_in, C_out) of a stride-1 NHWC convolution of `x` padded by `pads`, for output gradient `g`.
+
+    Equal to the weight half of ``jax.vjp`` of ``lax.conv_general_dilated``; see the module docstring."""
+    kh, kw = kernel_size
+    n, _, _, ci = x.shape
+    _, ho, wo, co = g.shape
+    x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    hp, wp = x.shape[1:3]
+    # Every pixel of the padded grid is a position; g is zero outside its ho x wo corner, so the
+    # positions whose taps wrap into the next row or image add nothing.
+    pixels = hp * wp
+    chunk = max(8, min(pixels, _CHUNK_ELEMENTS // (kh * kw * ci * n)))
+    chunks = -(-pixels // chunk)
+    span = chunks * chunk
+    last_tap = (kh - 1) * wp + (kw - 1)
+    xt = x.transpose(3, 0, 1, 2).reshape(ci, n, pixels)
+    xt = jnp.pad(xt, ((0, 0), (0, 0), (0, span - pixels + last_tap)))
+    gf = jnp.pad(g, ((0, 0), (0, hp - ho), (0, wp - wo), (0, 0))).reshape(n, pixels, co)
+    gf = jnp.pad(gf, ((0, 0), (0, span - pixels), (0, 0)))
+    taps = [i * wp + j for i in range(kh) for j in range(kw)]
+
+    def body(step, acc):
+        start = step * chunk
+        cols = jnp.concatenate([lax.dynamic_slice_in_dim(xt, start + t, chunk, axis=2) for t in taps])
+        rows = lax.dynamic_slice_in_dim(gf, start, chunk, axis=1)
+        return acc + jnp.dot(cols.reshape(kh * kw * ci, n * chunk), rows.reshape(n * chunk, co), precision=precision)
+
+    acc = lax.fori_loop(0, chunks, body, jnp.zeros((kh * kw * ci, co), jnp.float32))
+    return acc.reshape(kh, kw, ci, co)
+
+
+Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)

@@ -1,0 +1,148 @@
+"""common.conv: the im2col weight gradient equals jax.grad of lax's convolution, and the switch works."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from common import conv
+from common.errors import ConfigError
+from tests.conftest import run_py
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+RNG = np.random.default_rng(0)
+
+
+def _arrays(n, h, w, ci, co, k):
+    x = jnp.asarray(RNG.standard_normal((n, h, w, ci)), jnp.float32)
+    kern = jnp.asarray(RNG.standard_normal((k, k, ci, co)) / k, jnp.float32)
+    return x, kern
+
+
+def _loss(f, padding, t):
+    return lambda x, w: jnp.sum(f(x, w, (1, 1), padding, dimension_numbers=NHWC) * t)
+
+
+def _grads(x, w, padding, mode):
+    """(dx, dw) of Σ conv(x, w)·t for a fixed random t, traced afresh under `mode`, and that jaxpr's text."""
+    out = lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=NHWC)
+    t = jnp.asarray(np.random.default_rng(1).standard_normal(out.shape), jnp.float32)
+    f = jax.grad(_loss(conv.conv_general_dilated, padding, t), argnums=(0, 1))
+    with conv.weight_grad(mode):
+        return jax.jit(f)(x, w), str(jax.make_jaxpr(f)(x, w)), t
+
+
+def _im2col(jaxpr: str) -> bool:
+    """Whether a jaxpr holds the im2col weight gradient (its chunk loop: a scan, or a while)."""
+    return "scan[" in jaxpr or "while[" in jaxpr
+
+
+CASES = [  # n, h, w, C_in, C_out, kernel, padding
+    (2, 7, 9, 5, 4, 3, "SAME"),
+    (1, 6, 6, 3, 2, 4, "SAME"),  # even kernel: asymmetric SAME padding
+    (2, 8, 5, 4, 3, 1, "VALID"),
+    (2, 9, 9, 3, 6, 5, ((1, 3), (0, 2))),
+    (3, 5, 4, 2, 3, 3, ((0, 0), (2, 1))),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-{c[6]}")
+@pytest.mark.parametrize("chunk_elements", [1 << 20, 100], ids=["one-chunk", "many-chunks"])
+def test_im2col_gradients_match_xla(case, chunk_elements, monkeypatch):
+    monkeypatch.setattr(conv, "_CHUNK_ELEMENTS", chunk_elements)
+    *shape, padding = case
+    x, w = _arrays(*shape)
+    (dx, dw), jaxpr, _ = _grads(x, w, padding, "im2col")
+    (rx, rw), ref_jaxpr, _ = _grads(x, w, padding, "xla")
+    assert _im2col(jaxpr) and not _im2col(ref_jaxpr), "the modes did not select the two implementations"
+    np.testing.assert_allclose(np.asarray(dw), np.asarray(rw), rtol=1e-5, atol=1e-5 * float(jnp.abs(rw).max()))
+    np.testing.assert_allclose(np.asarray(dx), np.asarray(rx), rtol=1e-5, atol=1e-5 * float(jnp.abs(rx).max()))
+
+
+def test_weight_gradient_matches_the_equation():
+    """dW[i, j] = Σ_{n,r,c} x_pad[n, r+i, c+j, :]ᵀ g[n, r, c, :], written out in numpy (float64)."""
+    x, w = _arrays(2, 6, 7, 3, 4, 3)
+    pads = ((1, 1), (2, 0))
+    g = RNG.standard_normal((2, 6, 7, 4))
+    got = np.asarray(conv.weight_gradient(x, jnp.asarray(g, jnp.float32), (3, 3), pads))
+    xp = np.pad(np.asarray(x, np.float64), ((0, 0), *pads, (0, 0)))
+    want = np.zeros((3, 3, 3, 4))
+    for i in range(3):
+        for j in range(3):
+            for r in range(6):
+                for c in range(7):
+                    want[i, j] += np.einsum("nk,no->ko", xp[:, r + i, c + j], g[:, r, c])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_auto_uses_im2col_on_cpu_above_the_size_thresholds_only():
+    big = _arrays(1, 64, 64, 16, 8, 3)  # 4096 positions, 16 channels
+    narrow = _arrays(1, 64, 64, 8, 8, 3)
+    small = _arrays(1, 32, 32, 16, 8, 3)
+    for (x, w), expect in ((big, True), (narrow, False), (small, False)):
+        _, jaxpr, _ = _grads(x, w, "SAME", "auto")
+        assert _im2col(jaxpr) == expect, (x.shape, expect)
+
+
+def test_falls_back_where_the_rewrite_does_not_apply():
+    x, w = _arrays(2, 8, 8, 4, 4, 3)
+    t = jnp.ones((2, 4, 4, 4), jnp.float32)
+    for kwargs, arrays in (
+        ({"window_strides": (2, 2)}, (x, w)),
+        ({"rhs_dilation": (2, 2), "padding": "SAME"}, (x, w)),
+        ({}, (x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))),
+    ):
+        opts = {"window_strides": (1, 1), "padding": ((0, 1), (0, 1)), "dimension_numbers": NHWC, **kwargs}
+
+        def loss(x, w, opts=opts):
+            y = conv.conv_general_dilated(x, w, **opts)
+            return jnp.sum(y.astype(jnp.float32) * jnp.resize(t, y.shape))
+
+        with conv.weight_grad("im2col"):
+            jaxpr = str(jax.make_jaxpr(jax.grad(loss, argnums=1))(*arrays))
+        assert not _im2col(jaxpr), kwargs
+
+
+def test_configure_checks_the_mode():
+    import ml_collections
+
+    with pytest.raises(ConfigError, match="conv_weight_grad='fast'"):
+        conv.configure(ml_collections.ConfigDict({"conv_weight_grad": "fast"}))
+    with pytest.raises(ConfigError, match="conv_weight_grad"):
+        with conv.weight_grad("nope"):
+            pass
+
+
+_SHARDED = """
+import json, jax, jax.numpy as jnp, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from common import conv, sharding
+mesh = sharding.make_mesh(jax.devices())
+rng = np.random.default_rng(0)
+x = jnp.asarray(rng.standard_normal((4, 12, 10, 6)), jnp.float32)
+w = jnp.asarray(rng.standard_normal((3, 3, 6, 5)), jnp.float32)
+t = jnp.asarray(rng.standard_normal((4, 12, 10, 5)), jnp.float32)
+def loss(x, w):
+    return jnp.sum(conv.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) * t)
+batch = NamedSharding(mesh, P(mesh.axis_names[0]))
+xs, ts = jax.device_put(x, batch), jax.device_put(t, batch)
+out = {}
+for mode in ("im2col", "xla"):
+    with conv.weight_grad(mode):
+        f = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        dx, dw = f(xs, w)
+    out[mode] = (np.asarray(dx), np.asarray(dw))
+print(json.dumps({"devices": len(jax.devices()), "sharded": str(dx.sharding.spec),
+    "dx": float(np.abs(out["im2col"][0] - out["xla"][0]).max()),
+    "dw": float(np.abs(out["im2col"][1] - out["xla"][1]).max()), "scale": float(np.abs(out["xla"][1]).max())}))
+"""
+
+
+def test_im2col_under_a_sharded_batch():
+    """Pure under jit and sharding: the batch split over 2 devices gives XLA's gradients."""
+    r = json.loads(run_py(["-c", _SHARDED], devices=2).stdout.strip().splitlines()[-1])
+    assert r["devices"] == 2
+    assert r["dx"] < 1e-4 and r["dw"] < 1e-5 * r["scale"], r
