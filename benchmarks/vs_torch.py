@@ -284,33 +284,26 @@ def torch_dmenet_b(s):
 
 
 def jax_step(config_file: str, variant: str, overrides: dict, mode: str):
-    """(step function, XLA FLOPs per step) of the project's jitted train step on a fixed batch.
-
-    `mode` is ``config.conv_weight_grad``. The FLOPs are counted on the ``xla`` build of the same step: XLA's
-    cost analysis counts a loop's body once, so it undercounts the ``im2col`` weight gradient."""
+    """(step function, XLA FLOPs per step) of the project's jitted train step on a fixed batch, its convolutions'
+    weight gradients under `mode` (``config.conv_weight_grad``)."""
     import importlib
 
     from common import sharding, trainer
 
-    def build(mode):
-        config = importlib.import_module(f"configs.{config_file}").get_config(variant)
-        config.update_from_flattened_dict({**overrides, "conv_weight_grad": mode})  # locked: misspelt keys fail
-        task = importlib.import_module(f"methods.{config.method}").build(config)  # sets the mode for tracing
-        run = trainer.setup(task, config)
-        state = run.fresh_state()
-        return run, state, sharding.to_global(next(iter(task.train_data(0))), run.mesh)
-
-    run, state, batch = build("xla")
-    cost = run.step.lower(state, batch, run.key, run.frozen).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    run, state, batch = build(mode)  # built last: its first call traces under `mode`
+    config = importlib.import_module(f"configs.{config_file}").get_config(variant)
+    config.update_from_flattened_dict({**overrides, "conv_weight_grad": mode})  # locked: misspelt keys fail
+    task = importlib.import_module(f"methods.{config.method}").build(config)
+    run = trainer.setup(task, config)
+    state = run.fresh_state()
+    batch = sharding.to_global(next(iter(task.train_data(0))), run.mesh)
+    flops = trainer.step_flops(task, run.mesh, state, batch, run.key, run.frozen)
     box = {"state": state}
 
     def step():
         box["state"], m = run.step(box["state"], batch, run.key, run.frozen)
         return m
 
-    return step, float(cost.get("flops", 0.0))
+    return step, flops
 
 
 def _wait(out):

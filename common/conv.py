@@ -20,8 +20,9 @@ says so; anywhere else it is ``lax.conv_general_dilated``. The forward pass and
 the input gradient are always XLA's own. The choice is made when a function is traced, from
 ``config.conv_weight_grad`` (:func:`configure`):
 
-* ``auto`` (default): the rewrite on CPU where the input has at least 16 channels and 4096 pixels
-  (N·H·W; below that XLA's weight gradient is as fast), XLA's native kernels on GPU and TPU;
+* ``auto`` (default): the rewrite on CPU where the input has at least 16 channels and the weight
+  gradient at least 6 GFLOP (2·N·H·W·kh·kw·C_in·C_out; below that XLA's own is about as fast), XLA's
+  native kernels on GPU and TPU;
 * ``im2col``: the rewrite wherever it applies, on every backend and at every size;
 * ``xla``: never.
 """
@@ -44,7 +45,7 @@ _mode = "auto"
 _CHUNK_ELEMENTS = 1 << 20
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _MIN_CHANNELS = 16
-_MIN_POSITIONS = 4096
+_MIN_FLOPS = 6e9  # of the weight gradient, 2·N·H·W·kh·kw·C_in·C_out
 
 
 def _check(mode: str) -> str:
@@ -125,11 +126,11 @@ def conv_general_dilated(
         and rhs.dtype == jnp.float32
     )
     if applies and _mode == "auto":
-        # below these sizes XLA's own weight gradient is as fast or faster (benchmarks/conv_parts.py --sweep)
+        # smaller than this XLA's own weight gradient is as fast or faster (benchmarks/conv_parts.py --sweep)
+        n, h, w, ci = lhs.shape
+        kh, kw, _, co = rhs.shape
         applies = (
-            jax.default_backend() == "cpu"
-            and lhs.shape[-1] >= _MIN_CHANNELS
-            and lhs.shape[0] * lhs.shape[1] * lhs.shape[2] >= _MIN_POSITIONS
+            jax.default_backend() == "cpu" and ci >= _MIN_CHANNELS and 2 * n * h * w * kh * kw * ci * co >= _MIN_FLOPS
         )
     if not applies:
         return native(lhs, rhs)

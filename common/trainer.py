@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from common import checkpoint, logger, sharding
+from common import checkpoint, conv, logger, sharding
 from common.errors import ConfigError
 
 State = TypeVar("State")  # a flax.struct.dataclass with a `step` field
@@ -89,6 +89,15 @@ def jit_train_step(task: Task, mesh):
         out_shardings=(repl, repl),
         donate_argnums=0,
     )
+
+
+def step_flops(task: Task, mesh, state, batch, key, frozen) -> float:
+    """XLA's FLOP count of one train step (per device), traced afresh with XLA's own convolution gradients:
+    XLA's cost analysis counts a loop's body once, so it would undercount the im2col weight gradient."""
+    with conv.weight_grad("xla"):
+        cost = jit_train_step(task, mesh).lower(state, batch, key, frozen).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost  # older JAX: one dict per device program
+    return float((cost or {}).get("flops", 0.0))
 
 
 @dataclasses.dataclass
