@@ -1,7 +1,7 @@
 """Convolutions whose weight gradient is a chunked im2col matmul (fast on XLA:CPU), switchable by config.
 
-XLA:CPU computes a convolution's forward pass and input gradient at close to oneDNN's rate, but its weight
-gradient at about a third of it, and that is where the CPU train steps lose to PyTorch
+XLA:CPU computes a convolution's forward pass and input gradient within 25–35% of oneDNN's rate, but its
+weight gradient at about a third of it, and that is where the CPU train steps lost most to PyTorch
 (``benchmarks/conv_parts.py``). For a stride-1 convolution,
 
     dW[i, j, ci, co] = Σ_{n, r, c} x_pad[n, r + i, c + j, ci] · g[n, r, c, co],
