@@ -14,16 +14,20 @@ product is a plain (kh·kw·C_in, N·chunk) @ (N·chunk, C_out) matmul, the layo
 in. On the 2-core CPU the weight gradient gets 1.5x faster on SRFeat's 3x3 128→128 convolution, 2.4x on
 VGG's conv1_2 at 240x240 and 7x on SRFeat's second up-sampling convolution (``conv_parts.py --sweep``).
 
+A stride-s convolution keeps XLA's forward, but its gradients (which XLA:CPU computes 3-4x slower than
+the forward) go through the equivalent stride-1 convolution of the space-to-depth input (s·s·C_in
+channels, a ⌈k/s⌉ kernel): XLA's stride-1 input gradient and the im2col weight gradient.
+
 `conv_general_dilated` is a drop-in for ``lax.conv_general_dilated`` (flax's ``nn.Conv`` takes it as
-``conv_general_dilated=``; :class:`Conv` is ``nn.Conv`` with it). It uses the rewrite only where it
-applies (2-D, NHWC/HWIO, stride 1, no dilation, no feature or batch groups, float32) and where the mode
-says so; anywhere else it is ``lax.conv_general_dilated``. The forward pass and
-the input gradient are always XLA's own. The choice is made when a function is traced, from
+``conv_general_dilated=``; :class:`Conv` is ``nn.Conv`` with it). It uses the rewrites only where they
+apply (2-D, NHWC/HWIO, equal strides, no dilation, no feature or batch groups, float32) and where the mode
+says so; anywhere else it is ``lax.conv_general_dilated``. The forward pass and the stride-1 input
+gradient are always XLA's own. The choice is made when a function is traced, from
 ``config.conv_weight_grad`` (:func:`configure`):
 
-* ``auto`` (default): the rewrite on CPU where the input has at least 16 channels and the weight
-  gradient at least 6 GFLOP (2·N·H·W·kh·kw·C_in·C_out; below that XLA's own is about as fast), XLA's
-  native kernels on GPU and TPU;
+* ``auto`` (default): the rewrites on CPU where the input has at least 16 channels and the weight
+  gradient at least 6 GFLOP (2·N·H_out·W_out·kh·kw·C_in·C_out; below that XLA's own is about as fast),
+  XLA's native kernels on GPU and TPU;
 * ``im2col``: the rewrite wherever it applies, on every backend and at every size;
 * ``xla``: never.
 """
@@ -115,10 +119,12 @@ def conv_general_dilated(
         precision=precision,
         preferred_element_type=preferred_element_type,
     )
+    strides = tuple(int(v) for v in window_strides)
     applies = (
         _mode != "xla"
         and _is_nhwc(dimension_numbers, lhs.ndim)
-        and _ones(window_strides)
+        and len(strides) == 2
+        and strides[0] == strides[1]
         and _ones(lhs_dilation)
         and _ones(rhs_dilation)
         and feature_group_count == 1
@@ -127,22 +133,74 @@ def conv_general_dilated(
         and lhs.dtype == jnp.float32
         and rhs.dtype == jnp.float32
     )
-    if applies and _mode == "auto":
+    if not applies:
+        return native(lhs, rhs)
+    s = strides[0]
+    if isinstance(padding, str):
+        pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
+    else:
+        pads = [(int(lo), int(hi)) for lo, hi in padding]
+    pads = tuple(map(tuple, pads))
+    if any(p < 0 for pair in pads for p in pair):
+        return native(lhs, rhs)
+    if _mode == "auto":
         # smaller than this XLA's own weight gradient is as fast or faster (benchmarks/conv_parts.py --sweep)
         n, h, w, ci = lhs.shape
         kh, kw, _, co = rhs.shape
-        applies = (
-            jax.default_backend() == "cpu" and ci >= _MIN_CHANNELS and 2 * n * h * w * kh * kw * ci * co >= _MIN_FLOPS
-        )
-    if not applies:
-        return native(lhs, rhs)
-    if isinstance(padding, str):
-        pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], (1, 1), padding)
-    else:
-        pads = [(int(lo), int(hi)) for lo, hi in padding]
-    if any(p < 0 for pair in pads for p in pair):
-        return native(lhs, rhs)
-    return _conv(lhs, rhs, tuple(map(tuple, pads)), precision)
+        ho, wo = (h + sum(pads[0]) - kh) // s + 1, (w + sum(pads[1]) - kw) // s + 1
+        if jax.default_backend() != "cpu" or ci < _MIN_CHANNELS or 2 * n * ho * wo * kh * kw * ci * co < _MIN_FLOPS:
+            return native(lhs, rhs)
+    if s == 1:
+        return _conv(lhs, rhs, pads, precision)
+    return _strided_conv(lhs, rhs, s, pads, precision)
+
+
+def _space_to_depth(x, w, s, pads):
+    """A stride-`s` convolution of (x, w) as a VALID stride-1 one of (S, W'), returned as (S, W').
+
+    y[r, c] = Σ_{i,j} x_pad[s·r + i, s·c + j]·W[i, j]; with i = s·a + p and j = s·b + q this is a stride-1
+    convolution of S[r, c, (p, q, ci)] = x_pad[s·r + p, s·c + q, ci] with W'[a, b, (p, q, ci)] =
+    W[s·a + p, s·b + q] (zero past the kernel's edge)."""
+    n, h, wd, ci = x.shape
+    kh, kw, _, co = w.shape
+    (top, bottom), (left, right) = pads
+    ho, wo = (h + top + bottom - kh) // s + 1, (wd + left + right - kw) // s + 1
+    ka, kb = -(-kh // s), -(-kw // s)
+    rows, cols = ho - 1 + ka, wo - 1 + kb  # S's size: every tap of every output, nothing more
+    # lax.pad crops with negative padding: input rows that no output reads are dropped
+    spec = ((0, 0, 0), (top, s * rows - h - top, 0), (left, s * cols - wd - left, 0), (0, 0, 0))
+    x = lax.pad(x, jnp.zeros((), x.dtype), spec)
+    x = x.reshape(n, rows, s, cols, s, ci).transpose(0, 1, 3, 2, 4, 5).reshape(n, rows, cols, s * s * ci)
+    w = jnp.pad(w, ((0, ka * s - kh), (0, kb * s - kw), (0, 0), (0, 0)))
+    w = w.reshape(ka, s, kb, s, ci, co).transpose(0, 2, 1, 3, 4, 5).reshape(ka, kb, s * s * ci, co)
+    return x, w
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _strided_conv(x, w, s, pads, precision):
+    """XLA's strided convolution forward; its gradients through the stride-1 space-to-depth form.
+
+    XLA:CPU's strided convolution gradients run 3-4x slower than its forward; those of the equivalent
+    stride-1 convolution (:func:`_space_to_depth`) are fast, and its weight gradient is the im2col one."""
+    return lax.conv_general_dilated(x, w, (s, s), pads, dimension_numbers=_NHWC, precision=precision)
+
+
+def _strided_fwd(x, w, s, pads, precision):
+    return _strided_conv(x, w, s, pads, precision), (x, w)
+
+
+def _strided_bwd(s, pads, precision, res, g):
+    x, w = res
+
+    def via_stride_1(x, w):
+        xs, ws = _space_to_depth(x, w, s, pads)
+        return _conv(xs, ws, ((0, 0), (0, 0)), precision)
+
+    _, vjp = jax.vjp(via_stride_1, x, w)
+    return vjp(g)
+
+
+_strided_conv.defvjp(_strided_fwd, _strided_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))

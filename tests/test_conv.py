@@ -22,17 +22,18 @@ def _arrays(n, h, w, ci, co, k):
     return x, kern
 
 
-def _loss(f, padding, t):
-    return lambda x, w: jnp.sum(f(x, w, (1, 1), padding, dimension_numbers=NHWC) * t)
+def _loss(f, padding, t, stride=1):
+    return lambda x, w: jnp.sum(f(x, w, (stride, stride), padding, dimension_numbers=NHWC) * t)
 
 
-def _grads(x, w, padding, mode):
-    """(dx, dw) of Σ conv(x, w)·t for a fixed random t, traced afresh under `mode`, and that jaxpr's text."""
-    out = lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=NHWC)
+def _grads(x, w, padding, mode, stride=1):
+    """(y, dx, dw) of Σ conv(x, w)·t for a fixed random t, traced afresh under `mode`, and the grad's jaxpr."""
+    out = lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=NHWC)
     t = jnp.asarray(np.random.default_rng(1).standard_normal(out.shape), jnp.float32)
-    f = jax.grad(_loss(conv.conv_general_dilated, padding, t), argnums=(0, 1))
+    f = jax.grad(_loss(conv.conv_general_dilated, padding, t, stride), argnums=(0, 1))
     with conv.weight_grad(mode):
-        return jax.jit(f)(x, w), str(jax.make_jaxpr(f)(x, w)), t
+        y = jax.jit(conv.conv_general_dilated, static_argnums=(2, 3, 6))(x, w, (stride,) * 2, padding, None, None, NHWC)
+        return (y, *jax.jit(f)(x, w)), str(jax.make_jaxpr(f)(x, w))
 
 
 def _im2col(jaxpr: str) -> bool:
@@ -40,26 +41,35 @@ def _im2col(jaxpr: str) -> bool:
     return "scan[" in jaxpr or "while[" in jaxpr
 
 
-CASES = [  # n, h, w, C_in, C_out, kernel, padding
-    (2, 7, 9, 5, 4, 3, "SAME"),
-    (1, 6, 6, 3, 2, 4, "SAME"),  # even kernel: asymmetric SAME padding
-    (2, 8, 5, 4, 3, 1, "VALID"),
-    (2, 9, 9, 3, 6, 5, ((1, 3), (0, 2))),
-    (3, 5, 4, 2, 3, 3, ((0, 0), (2, 1))),
+CASES = [  # n, h, w, C_in, C_out, kernel, stride, padding
+    (2, 7, 9, 5, 4, 3, 1, "SAME"),
+    (1, 6, 6, 3, 2, 4, 1, "SAME"),  # even kernel: asymmetric SAME padding
+    (2, 8, 5, 4, 3, 1, 1, "VALID"),
+    (2, 9, 9, 3, 6, 5, 1, ((1, 3), (0, 2))),
+    (3, 5, 4, 2, 3, 3, 1, ((0, 0), (2, 1))),
+    # strided: gradients through the space-to-depth stride-1 form
+    (2, 9, 8, 5, 3, 3, 2, "SAME"),
+    (2, 10, 10, 4, 3, 4, 2, "SAME"),
+    (1, 11, 7, 3, 2, 5, 2, "VALID"),  # rows and columns no output reads
+    (2, 12, 12, 3, 4, 3, 3, ((1, 2), (0, 1))),
+    (1, 8, 8, 2, 2, 1, 2, "SAME"),
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-{c[6]}")
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:7])) + f"-{c[7]}")
 @pytest.mark.parametrize("chunk_elements", [1 << 20, 100], ids=["one-chunk", "many-chunks"])
 def test_im2col_gradients_match_xla(case, chunk_elements, monkeypatch):
     monkeypatch.setattr(conv, "_CHUNK_ELEMENTS", chunk_elements)
-    *shape, padding = case
+    *shape, stride, padding = case
     x, w = _arrays(*shape)
-    (dx, dw), jaxpr, _ = _grads(x, w, padding, "im2col")
-    (rx, rw), ref_jaxpr, _ = _grads(x, w, padding, "xla")
+    got, jaxpr = _grads(x, w, padding, "im2col", stride)
+    want, ref_jaxpr = _grads(x, w, padding, "xla", stride)
     assert _im2col(jaxpr) and not _im2col(ref_jaxpr), "the modes did not select the two implementations"
-    np.testing.assert_allclose(np.asarray(dw), np.asarray(rw), rtol=1e-5, atol=1e-5 * float(jnp.abs(rw).max()))
-    np.testing.assert_allclose(np.asarray(dx), np.asarray(rx), rtol=1e-5, atol=1e-5 * float(jnp.abs(rx).max()))
+    for name, a, b in zip(("y", "dx", "dw"), got, want, strict=True):
+        assert a.shape == b.shape, name
+        np.testing.assert_allclose(
+            np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()), err_msg=name
+        )
 
 
 def test_weight_gradient_matches_the_equation():
@@ -95,7 +105,7 @@ def test_falls_back_where_the_rewrite_does_not_apply():
     x, w = _arrays(2, 8, 8, 4, 4, 3)
     t = jnp.ones((2, 4, 4, 4), jnp.float32)
     for kwargs, arrays in (
-        ({"window_strides": (2, 2)}, (x, w)),
+        ({"window_strides": (2, 1)}, (x, w)),
         ({"rhs_dilation": (2, 2), "padding": "SAME"}, (x, w)),
         ({}, (x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))),
     ):
@@ -130,7 +140,9 @@ x = jnp.asarray(rng.standard_normal((4, 12, 10, 6)), jnp.float32)
 w = jnp.asarray(rng.standard_normal((3, 3, 6, 5)), jnp.float32)
 t = jnp.asarray(rng.standard_normal((4, 12, 10, 5)), jnp.float32)
 def loss(x, w):
-    return jnp.sum(conv.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) * t)
+    def f(s):
+        return conv.conv_general_dilated(x, w, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.sum(f(1) * t) + jnp.sum(f(2) * t[:, ::2, ::2])
 batch = NamedSharding(mesh, P(mesh.axis_names[0]))
 xs, ts = jax.device_put(x, batch), jax.device_put(t, batch)
 out = {}
@@ -146,7 +158,7 @@ print(json.dumps({"devices": len(jax.devices()), "sharded": str(dx.sharding.spec
 
 
 def test_im2col_under_a_sharded_batch():
-    """Pure under jit and sharding: the batch split over 2 devices gives XLA's gradients."""
+    """Pure under jit and sharding: the batch split over 2 devices gives XLA's gradients (stride 1 and 2)."""
     r = json.loads(run_py(["-c", _SHARDED], devices=2).stdout.strip().splitlines()[-1])
     assert r["devices"] == 2
     assert r["dx"] < 1e-4 and r["dw"] < 1e-5 * r["scale"], r
