@@ -25,7 +25,7 @@ def run_config(method: str, *, total_steps: int, batch_size: int) -> ml_collecti
     c.max_checkpoints = 3
     c.eval_at_end = True
     c.precision = "float32"  # or bfloat16: the networks compute in bf16, params/optimizer/losses stay f32
-    c.conv_weight_grad = "auto"  # auto (im2col on CPU, XLA elsewhere) | im2col | xla: see common/conv.py
+    c.conv_weight_grad = "auto"  # auto (matmul rewrites on CPU, XLA elsewhere) | im2col (always) | xla: common/conv.py
     c.distributed = False  # several processes: jax.distributed.initialize() detects a TPU pod, Slurm or Open MPI
     return c
 

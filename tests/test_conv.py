@@ -41,30 +41,57 @@ def _im2col(jaxpr: str) -> bool:
     return "scan[" in jaxpr or "while[" in jaxpr
 
 
-CASES = [  # n, h, w, C_in, C_out, kernel, stride, padding
-    (2, 7, 9, 5, 4, 3, 1, "SAME"),
-    (1, 6, 6, 3, 2, 4, 1, "SAME"),  # even kernel: asymmetric SAME padding
-    (2, 8, 5, 4, 3, 1, 1, "VALID"),
-    (2, 9, 9, 3, 6, 5, 1, ((1, 3), (0, 2))),
-    (3, 5, 4, 2, 3, 3, 1, ((0, 0), (2, 1))),
+def _path(jaxpr: str) -> str:
+    """Which implementation a gradient's jaxpr holds: the im2col loop, a matmul only, or XLA's convolution."""
+    if _im2col(jaxpr):
+        return "im2col"
+    return "xla" if "conv_general_dilated" in jaxpr else "matmul"
+
+
+CASES = [  # n, h, w, C_in, C_out, kernel, stride, padding, the path the rewrite takes
+    (2, 7, 9, 5, 4, 3, 1, "SAME", "im2col"),
+    (1, 6, 6, 3, 2, 4, 1, "SAME", "im2col"),  # even kernel: asymmetric SAME padding
+    (2, 9, 9, 3, 6, 5, 1, ((1, 3), (0, 2)), "im2col"),
+    (3, 5, 4, 2, 3, 3, 1, ((0, 0), (2, 1)), "im2col"),
     # strided: gradients through the space-to-depth stride-1 form
-    (2, 9, 8, 5, 3, 3, 2, "SAME"),
-    (2, 10, 10, 4, 3, 4, 2, "SAME"),
-    (1, 11, 7, 3, 2, 5, 2, "VALID"),  # rows and columns no output reads
-    (2, 12, 12, 3, 4, 3, 3, ((1, 2), (0, 1))),
-    (1, 8, 8, 2, 2, 1, 2, "SAME"),
+    (2, 9, 8, 5, 3, 3, 2, "SAME", "im2col"),
+    (2, 10, 10, 4, 3, 4, 2, "SAME", "im2col"),
+    (1, 11, 7, 3, 2, 5, 2, "VALID", "im2col"),  # rows and columns no output reads
+    (2, 12, 12, 3, 4, 3, 3, ((1, 2), (0, 1)), "im2col"),
+    # 1x1: one matmul over the channels
+    (2, 8, 5, 4, 3, 1, 1, "VALID", "matmul"),
+    (1, 8, 8, 2, 2, 1, 2, "SAME", "matmul"),
+    (2, 7, 6, 3, 5, 1, 3, ((1, 0), (2, 1)), "matmul"),  # padded: zero rows and columns in the output
+    # a few output channels (kh·kw·C_out ≤ C_in): a matmul to every tap's outputs, then shifted slices
+    (2, 7, 9, 30, 3, 3, 1, "SAME", "matmul"),
+    (1, 6, 7, 10, 1, 3, 1, ((0, 2), (1, 1)), "matmul"),
+    (2, 8, 8, 60, 2, 5, 1, "VALID", "matmul"),
+    (1, 6, 6, 16, 1, 4, 1, "SAME", "matmul"),  # even kernel
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:7])) + f"-{c[7]}")
+def _case_id(c):
+    return "x".join(map(str, c[:7])) + f"-{c[7]}"
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[-1] == "im2col"], ids=_case_id)
 @pytest.mark.parametrize("chunk_elements", [1 << 20, 100], ids=["one-chunk", "many-chunks"])
 def test_im2col_gradients_match_xla(case, chunk_elements, monkeypatch):
     monkeypatch.setattr(conv, "_CHUNK_ELEMENTS", chunk_elements)
-    *shape, stride, padding = case
+    _check_against_xla(case)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[-1] == "matmul"], ids=_case_id)
+def test_matmul_convolutions_match_xla(case):
+    _check_against_xla(case)
+
+
+def _check_against_xla(case):
+    *shape, stride, padding, path = case
     x, w = _arrays(*shape)
     got, jaxpr = _grads(x, w, padding, "im2col", stride)
     want, ref_jaxpr = _grads(x, w, padding, "xla", stride)
-    assert _im2col(jaxpr) and not _im2col(ref_jaxpr), "the modes did not select the two implementations"
+    assert (_path(jaxpr), _path(ref_jaxpr)) == (path, "xla"), "the modes did not select the two implementations"
     for name, a, b in zip(("y", "dx", "dw"), got, want, strict=True):
         assert a.shape == b.shape, name
         np.testing.assert_allclose(
@@ -99,6 +126,35 @@ def test_auto_uses_im2col_on_cpu_for_large_convolutions_only():
     assert _im2col(traced(12, 64, 128, 128))  # 14.5 GFLOP
     assert not _im2col(traced(4, 32, 128, 128))  # 1.2 GFLOP
     assert not _im2col(traced(64, 128, 8, 256))  # 7.7 GFLOP but 8 input channels
+
+
+def test_auto_uses_matmuls_for_1x1_and_few_output_convolutions_at_any_size():
+    def path(k, ci, co, stride=1):
+        x = jax.ShapeDtypeStruct((2, 8, 8, ci), jnp.float32)
+        w = jax.ShapeDtypeStruct((k, k, ci, co), jnp.float32)
+        f = _loss(conv.conv_general_dilated, "SAME", jnp.ones((2, 8 // stride, 8 // stride, co)), stride)
+        with conv.weight_grad("auto"):
+            return _path(str(jax.make_jaxpr(jax.grad(f, argnums=(0, 1)))(x, w)))
+
+    assert path(1, 4, 4) == "matmul"
+    assert path(1, 8, 16, stride=2) == "matmul"
+    assert path(3, 32, 3) == "matmul"  # 27 tap outputs ≤ 32 input channels
+    assert path(3, 16, 3) == "xla"  # 27 tap outputs > 16 input channels
+    assert path(3, 64, 4) == "xla"  # more than 3 output channels
+    assert path(3, 64, 3, stride=2) == "xla"  # strided
+
+
+def test_thin_convolution_matches_the_equation():
+    """y[n, r, c] = Σ_{i,j} x_pad[n, r+i, c+j, :]·W[i, j], written out in numpy (float64)."""
+    x, w = _arrays(2, 5, 6, 20, 2, 3)
+    pads = ((2, 0), (1, 1))
+    got = np.asarray(conv._thin(x, w, pads, None))
+    xp = np.pad(np.asarray(x, np.float64), ((0, 0), *pads, (0, 0)))
+    want = np.zeros((2, 5, 6, 2))
+    for i in range(3):
+        for j in range(3):
+            want += np.einsum("nrck,ko->nrco", xp[:, i : i + 5, j : j + 6], np.asarray(w, np.float64)[i, j])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_falls_back_where_the_rewrite_does_not_apply():
