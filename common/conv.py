@@ -215,7 +215,7 @@ def _thin_fwd(x, w, pads, precision):
 def _thin_bwd(pads, precision, res, g):
     x, w = res
     kh, kw, ci, co = w.shape
-    n, h, wd, _ = x.shape
+    _, h, wd, _ = x.shape
     (top, bottom), (left, right) = pads
     # G[a] = g[a − (k − 1)]: dZ's slice for tap (i, j) starts at row top + kh − 1 − i, column left + kw − 1 − j
     spec = ((kh - 1, kh - 1 - bottom, 0), (kw - 1, kw - 1 - right, 0))
