@@ -56,13 +56,43 @@ MESH_CHECKS = ("defocus:test", "srfeat:test,gan", "tone:test", "face_sr:test", "
 
 _MESH_STATES = tempfile.mkdtemp(prefix="restorejax-mesh-states-")
 atexit.register(shutil.rmtree, _MESH_STATES, ignore_errors=True)
+_mesh_job: dict = {}
+
+
+def _start_mesh_check():
+    """Starts every method's mesh check in one 4-device process, in the background (once per session)."""
+    if _mesh_job:
+        return
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    cmd = [sys.executable, "tests/mesh_check.py", "--save", _MESH_STATES, *MESH_CHECKS]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(4), stdout=out, stderr=err, text=True)
+    atexit.register(lambda: proc.poll() is None and proc.kill())
+    _mesh_job.update(proc=proc, out=out, err=err, cmd=" ".join(cmd[1:]))
+
+
+def pytest_collection_modifyitems(config, items):
+    """When a collected test is marked `mesh_check`, the check starts now: its minute of mostly single-threaded
+    compiling then runs beside the in-process tests instead of in front of the first test that asks."""
+    if any(item.get_closest_marker("mesh_check") for item in items):
+        _start_mesh_check()
 
 
 @functools.cache
 def _mesh_results() -> dict:
-    """Every method's mesh check, in one 4-device process (started once per session, on first use)."""
-    p = run_py(["tests/mesh_check.py", "--save", _MESH_STATES, *MESH_CHECKS], devices=4, timeout=900)
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    """Every method's mesh check (started on first use if no collected test was marked `mesh_check`)."""
+    _start_mesh_check()
+    proc, out, err = _mesh_job["proc"], _mesh_job["out"], _mesh_job["err"]
+    try:
+        proc.wait(timeout=900)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    out.seek(0), err.seek(0)
+    stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        tail = f"{stdout[-3000:]}\n{stderr[-5000:]}"
+        raise AssertionError(f"python {_mesh_job['cmd']} failed ({proc.returncode}):\n{tail}")
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def mesh_metrics(method: str, variant: str) -> dict:

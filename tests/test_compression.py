@@ -178,6 +178,7 @@ def test_quantiles_are_trained_only_by_the_aux_loss_in_their_own_partition():
     assert np.allclose(new.params["g_a"]["Conv_0"]["kernel"], state.params["g_a"]["Conv_0"]["kernel"])
 
 
+@pytest.mark.mesh_check
 def test_four_device_mesh_matches_one_device():
     assert_mesh_matches_one_device("compression", "test")
 

@@ -38,6 +38,7 @@ def test_one_step_in_process_all_ablations():
         assert all(np.isfinite(float(v)) for v in metrics.values())
 
 
+@pytest.mark.mesh_check
 def test_four_device_mesh_matches_one_device_and_does_not_retrace():
     assert_mesh_matches_one_device("defocus", "test", metric_keys=["loss/main"])
 

@@ -88,6 +88,7 @@ def test_generator_starts_as_bicubic_and_its_residual_trains():
     assert float(jnp.max(jnp.abs(grad["to_rgb"]["kernel"]))) > 0  # zero-initialised, not frozen
 
 
+@pytest.mark.mesh_check
 def test_four_device_mesh_matches_one_device():
     assert_mesh_matches_one_device("face_sr", "test")
 

@@ -133,10 +133,13 @@ def assert_only_process_0_reports(exits: list[Exit], workdir, evaluate: bool, la
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method,uninterrupted", [("defocus", True), ("compression", False)])
+@pytest.mark.mesh_check
+@pytest.mark.parametrize("method,uninterrupted", [("tone", True), ("compression", False)])
 def test_two_processes_train_save_and_resume_like_one_process(method, uninterrupted, tmp_path):
-    """Defocus: an uninterrupted 2-process run, then a killed + relaunched one (evaluated) that must equal it
-    bitwise. Compression (to keep the suite short): the killed + relaunched run alone, against 1 x 4 devices."""
+    """Tone (three networks, three optimizers: the richest state of the test configs, and the cheapest to
+    compile): an uninterrupted 2-process run, then a killed + relaunched one (evaluated) that must equal it
+    bitwise. Compression (to keep the suite short): the killed + relaunched run alone, against 1 x 4 devices.
+    Every method, defocus included, is checked on 1 process x 4 devices by tests/mesh_check.py."""
     worker = ["tests/train_worker.py", f"--config=configs/{method}.py:test", "--config.total_steps=3"]
     worker += ["--config.checkpoint_every=2", f"--config.eval_at_end={uninterrupted}"]
     reference = mesh_state(method, "test")  # 3 steps on 1 process x 4 devices (tests/mesh_check.py)

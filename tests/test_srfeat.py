@@ -155,6 +155,7 @@ def test_feature_only_variant_has_no_image_discriminator():
     assert all(np.isfinite(float(v)) for v in m.values())
 
 
+@pytest.mark.mesh_check
 def test_four_device_mesh_matches_one_device_for_a_gan_step_and_does_not_retrace():
     r = assert_mesh_matches_one_device("srfeat", "test,gan")
     assert "loss/d_image" in r["metrics_1"] and "loss/d_feature" in r["metrics_1"]

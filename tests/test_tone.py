@@ -104,6 +104,7 @@ def test_enhancement_registry_and_its_errors():
         td.enhance(img, "hist_eq", {"clip_limit": 0.1})
 
 
+@pytest.mark.mesh_check
 def test_four_device_mesh_matches_one_device_for_the_three_network_step():
     assert_mesh_matches_one_device("tone", "test")
 
