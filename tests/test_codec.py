@@ -1,5 +1,6 @@
 """The compression codec: entropy coding, integer tables, bit-exact round trips, hostile and foreign files."""
 
+import concurrent.futures
 import json
 
 import jax
@@ -189,13 +190,18 @@ def test_bitstreams_decode_to_the_same_symbols_under_other_numerics(tmp_path):
     numerics are the encoder's, a few 8-bit steps apart at most under fast-math or bf16.
     """
     run_py(["tests/codec_portability.py", "encode", str(tmp_path)])
-    results = {}
-    for name, env in SETTINGS.items():
-        devices = 4 if name.startswith("plain") else 1
-        # compiled afresh under each setting, never taken from the session's persistent cache
-        env = {**env, "JAX_ENABLE_COMPILATION_CACHE": "false"}
-        p = run_py(["tests/codec_portability.py", "decode", str(tmp_path)], env=env, devices=devices)
-        results[name] = json.loads(p.stdout.strip().splitlines()[-1])
+    with concurrent.futures.ThreadPoolExecutor(len(SETTINGS)) as pool:  # three processes, side by side
+        runs = {
+            name: pool.submit(
+                run_py,
+                ["tests/codec_portability.py", "decode", str(tmp_path)],
+                # compiled afresh under each setting, never taken from the session's persistent cache
+                env={**env, "JAX_ENABLE_COMPILATION_CACHE": "false"},
+                devices=4 if name.startswith("plain") else 1,
+            )
+            for name, env in SETTINGS.items()
+        }
+        results = {name: json.loads(run.result().stdout.strip().splitlines()[-1]) for name, run in runs.items()}
     plain = results["plain, 4 devices"]
     files = [k for k in plain if k.endswith(".rjx")]
     assert len(files) == 4 and plain["devices"] == 4 and results["bf16 matmuls"]["precision"] == "bfloat16"
