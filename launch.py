@@ -6,7 +6,6 @@
 
 import importlib
 import os
-import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -59,12 +58,9 @@ def main(argv, hooks=()):
 
 def run(main=main):
     """Entry point that turns user-facing errors into one clear line instead of a traceback."""
-    from common.errors import UserError
+    from common.errors import run_absl
 
-    try:
-        app.run(main)
-    except (UserError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    run_absl(main)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from PIL import Image  # noqa: E402
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", required=True, choices=("defocus", "srfeat", "tone", "face_sr", "compression"))
     p.add_argument("--variant", default="")
     p.add_argument("--size", default="4000x3000", help="WIDTHxHEIGHT of the input")
     a = p.parse_args()
@@ -49,4 +49,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from common.errors import run_cli
+
+    run_cli(main)

@@ -45,4 +45,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from common.errors import run_cli
+
+    run_cli(main)

@@ -1,7 +1,11 @@
 """Errors a user can cause (bad path, image, config or weights file).
 
-`launch.py` prints these as one line naming the culprit instead of a traceback.
+`launch.py` and the benchmark scripts print these as one line naming the culprit instead of a traceback
+(:func:`run_cli`).
 """
+
+import os
+import sys
 
 
 class UserError(ValueError):
@@ -10,3 +14,56 @@ class UserError(ValueError):
 
 class ConfigError(UserError):
     """A config value cannot be used."""
+
+
+def run_cli(main, *args, **kwargs):
+    """``main(*args, **kwargs)``, with a user's error (a bad config, file or weights; a missing file) printed as
+    one line naming it and exit status 1, instead of a traceback."""
+    try:
+        return main(*args, **kwargs)
+    except (UserError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+
+
+def _config_files(argv: list[str]) -> list[str]:
+    """The paths of ``--config=PATH[:VARIANTS]`` / ``--config PATH[:VARIANTS]`` in `argv`."""
+    out = []
+    for i, a in enumerate(argv):
+        if a.startswith("--config="):
+            out.append(a.split("=", 1)[1])
+        elif a == "--config" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+    return [v.split(":", 1)[0] for v in out]
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with every bad flag reported in one line: a config file that does not exist, an
+    override of a key the config lacks, and a config file's own error (an unknown variant), all of which
+    ml_collections reports with a traceback."""
+    from absl import flags
+
+    for path in _config_files(argv):
+        if not os.path.isfile(path):
+            sys.exit(f"error: --config={path}: no such config file")
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError) as e:  # an override such as --config.model.widht=2
+        while e.args and isinstance(e.args[0], BaseException):  # ml_collections nests the KeyError
+            e = e.args[0]
+        key, _, hint = str(e.args[0] if e.args else e).partition("\n")  # "'widht'", 'Did you mean "width" ...?'
+        key = key.strip("'\"")
+        bad = [a for a in argv if a.startswith("--config.") and key in a.split("=", 1)[0].split(".")]
+        sys.exit(f"error: {' '.join(bad) or key}: the config has no key {key!r}. {hint}".rstrip(". "))
+    except flags.Error as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        if any(line.startswith("Traceback (most recent call last)") for line in lines):
+            exception, _, message = lines[-1].partition(": ")  # "configs.base.ConfigError: ..."
+            lines = [lines[0], f"{exception.rpartition('.')[2]}: {message}"]
+        sys.exit(f"error: {' '.join(lines)}")
+
+
+def run_absl(main) -> None:
+    """``absl.app.run(main)`` under :func:`run_cli`, with bad flags reported in one line too."""
+    from absl import app
+
+    run_cli(app.run, main, flags_parser=_parse_flags)

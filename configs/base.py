@@ -2,13 +2,15 @@
 
 import ml_collections
 
+from common.errors import ConfigError
+
 
 def variants(arg: str, known, config_file: str) -> list[str]:
     """The comma-separated variants of ``configs/<file>.py:ARG``, each checked against `known`."""
     args = [a for a in (arg or "").split(",") if a]
     unknown = [a for a in args if a not in known]
     if unknown:
-        raise ValueError(f"{config_file}: unknown variant(s) {unknown}; use {', '.join(known)}")
+        raise ConfigError(f"{config_file}: unknown variant(s) {unknown}; use {', '.join(known)}")
     return args
 
 

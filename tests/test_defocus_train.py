@@ -115,8 +115,17 @@ def test_more_steps_continue_then_eval_and_predict_use_the_latest_checkpoint(tra
 
 
 def test_cli_errors_are_one_clear_line(tmp_path):
+    # bad flags: ml_collections would print a traceback for each
     p = run_py(["launch.py", CFG, f"--workdir={tmp_path}", "--config.model.widht=2"], check=False)
-    assert p.returncode != 0 and "widht" in p.stderr
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert "--config.model.widht=2: the config has no key 'widht'. Did you mean \"width\"" in p.stderr
+    p = run_py(["launch.py", "--config=configs/defocus.py:tset", f"--workdir={tmp_path}"], check=False)
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert "ConfigError: configs/defocus.py: unknown variant(s) ['tset']; use quick, test," in p.stderr
+    p = run_py(["benchmarks/train_throughput.py", "--config=configs/defocuss.py:test"], check=False)
+    assert p.returncode != 0 and p.stderr.strip().splitlines()[-1] == (
+        "error: --config=configs/defocuss.py: no such config file"
+    )
     p = run_py(
         [
             "launch.py",
