@@ -70,8 +70,9 @@ def _start_mesh_check():
     _mesh_job.update(proc=proc, out=out, err=err, cmd=" ".join(cmd[1:]))
 
 
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(config, items):
-    """When a collected test is marked `mesh_check`, the check starts now: its minute of mostly single-threaded
+    """When a selected test is marked `mesh_check`, the check starts now: its minute of mostly single-threaded
     compiling then runs beside the in-process tests instead of in front of the first test that asks."""
     if any(item.get_closest_marker("mesh_check") for item in items):
         _start_mesh_check()
