@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import run_py
 from jax import lax
 
 from common import conv
 from common.errors import ConfigError
-from tests.conftest import run_py
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 RNG = np.random.default_rng(0)

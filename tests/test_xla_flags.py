@@ -1,7 +1,8 @@
 """Importing `common` turns off XLA:CPU's concurrency-optimized scheduler, unless the user chose otherwise."""
 
+from conftest import run_py
+
 import common
-from tests.conftest import run_py
 
 SHOW = ["-c", "import os, common; print(os.environ['XLA_FLAGS'])"]
 
