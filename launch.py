@@ -57,9 +57,12 @@ def main(argv, hooks=()):
 
 
 def run(main=main):
-    """Entry point that turns user-facing errors into one clear line instead of a traceback."""
+    """Entry point: malloc set up for XLA's large per-step buffers (`common.hostmem`), then user-facing errors as
+    one clear line instead of a traceback."""
+    from common import hostmem
     from common.errors import run_absl
 
+    hostmem.reexec_with_tunables()
     run_absl(main)
 
 

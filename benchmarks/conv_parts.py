@@ -27,6 +27,7 @@ import numpy as np
 from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import hostmem  # noqa: E402
 from common.conv import weight_gradient  # noqa: E402
 
 DN = ("NHWC", "HWIO", "NHWC")
@@ -178,4 +179,5 @@ def sweep(repeats: int):
 
 
 if __name__ == "__main__":
+    hostmem.reexec_with_tunables()
     main()

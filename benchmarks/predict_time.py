@@ -49,6 +49,8 @@ def main():
 
 
 if __name__ == "__main__":
+    from common import hostmem
     from common.errors import run_cli
 
+    hostmem.reexec_with_tunables()
     run_cli(main)

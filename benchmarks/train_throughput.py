@@ -24,7 +24,7 @@ import jax  # noqa: E402
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from common import sharding, trainer  # noqa: E402
+from common import hostmem, sharding, trainer  # noqa: E402
 from common.errors import run_absl  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/defocus.py:quick.", lock_config=True)
@@ -89,4 +89,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    hostmem.reexec_with_tunables()
     run_absl(main)

@@ -44,6 +44,9 @@ def parse():
 
 
 ARGS = parse()
+from common import hostmem  # noqa: E402
+
+hostmem.reexec_with_tunables()  # both libraries run under the same malloc settings
 # XLA:CPU's thread pool follows the process's CPU affinity; pin both libraries to the same cores.
 if ARGS.threads < (os.cpu_count() or 1):
     os.sched_setaffinity(0, set(range(ARGS.threads)))

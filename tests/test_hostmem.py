@@ -1,0 +1,59 @@
+"""Entry points start again under glibc malloc tunables that keep XLA's large per-step buffers (`common.hostmem`)."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, subprocess_env
+
+from common import hostmem
+
+pytestmark = pytest.mark.skipif(not hostmem._glibc_with_tunables(), reason="glibc malloc tunables: Linux/glibc only")
+
+# Restarts (or not), then allocates, touches and frees a 256 MiB block twice, as XLA does with a step's temporaries.
+# Prints the tunables it ran under, the page faults of the second block and its own arguments.
+PROBE = """
+import ctypes, os, resource, sys
+from common import hostmem
+hostmem.reexec_with_tunables()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+SIZE = 256 << 20
+def step():
+    p = libc.malloc(SIZE)
+    ctypes.memset(p, 1, SIZE)
+    libc.free(p)
+step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+step()
+print(repr(os.environ.get("GLIBC_TUNABLES")), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, sys.argv[1:])
+"""
+
+
+def probe(**env):
+    e = {k: v for k, v in subprocess_env().items() if k not in ("GLIBC_TUNABLES", hostmem.OPT_OUT_ENV)}
+    e.update(env)
+    args = [sys.executable, "-c", PROBE, "one", "--two=2"]
+    p = subprocess.run(args, cwd=ROOT, env=e, capture_output=True, text=True, timeout=120, check=True)
+    tunables, faults, argv = p.stdout.strip().split(" ", 2)
+    return eval(tunables), int(faults), eval(argv)
+
+
+def test_restarted_process_reuses_a_freed_large_block():
+    tunables, faults, argv = probe()
+    assert tunables == hostmem.TUNABLES
+    assert argv == ["one", "--two=2"]  # the same command line, run again
+    assert faults < 32, f"{faults} page faults: the freed 256 MiB block was not reused"
+
+
+def test_opting_out_keeps_glibcs_default_which_faults_the_block_in_again():
+    tunables, faults, argv = probe(**{hostmem.OPT_OUT_ENV: "system"})
+    assert tunables is None and argv == ["one", "--two=2"]
+    # 65,536 4-KiB pages (128 where transparent huge pages are always on): a fresh mmap each time
+    assert faults > 100, faults
+
+
+def test_a_users_own_tunables_are_kept():
+    mine = "glibc.malloc.check=0"
+    tunables, _, _ = probe(GLIBC_TUNABLES=mine)
+    assert tunables == mine
