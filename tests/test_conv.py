@@ -58,6 +58,9 @@ CASES = [  # n, h, w, C_in, C_out, kernel, stride, padding, the path the rewrite
     (2, 10, 10, 4, 3, 4, 2, "SAME", "im2col"),
     (1, 11, 7, 3, 2, 5, 2, "VALID", "im2col"),  # rows and columns no output reads
     (2, 12, 12, 3, 4, 3, 3, ((1, 2), (0, 1)), "im2col"),
+    # over 256 input channels (the im2col input transposed by a transpose, not a matmul): plain, and space-to-depth
+    (1, 5, 6, 260, 4, 3, 1, "SAME", "im2col"),
+    (1, 8, 8, 70, 3, 3, 2, "SAME", "im2col"),
     # 1x1: one matmul over the channels
     (2, 8, 5, 4, 3, 1, 1, "VALID", "matmul"),
     (1, 8, 8, 2, 2, 1, 2, "SAME", "matmul"),
