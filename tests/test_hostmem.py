@@ -1,5 +1,6 @@
 """Entry points start again with glibc's malloc asking for huge pages for XLA's per-step buffers (`common.hostmem`)."""
 
+import ast
 import subprocess
 import sys
 
@@ -38,7 +39,7 @@ def probe(**env):
     args = [sys.executable, "-c", PROBE, "one", "--two=2"]
     p = subprocess.run(args, cwd=ROOT, env=e, capture_output=True, text=True, timeout=120, check=True)
     tunables, faults, argv = p.stdout.strip().split(" ", 2)
-    return eval(tunables), int(faults), eval(argv)
+    return ast.literal_eval(tunables), int(faults), ast.literal_eval(argv)
 
 
 # A fresh mmap of 256 MiB each time: 65,536 faults of 4 KiB pages, 128 of 2 MiB ones (a few more where the kernel
