@@ -9,11 +9,11 @@ weight gradient at about a third of it, and that is where the CPU train steps lo
 which is one matmul between the im2col matrix of ``x_pad`` (kh·kw·C_in rows) and the output gradient. Built
 whole, that matrix is kh·kw times the input and copying it costs more than the matmul saves. Here it is
 built a chunk of pixels at a time inside a loop, each chunk small enough to stay in cache, from the input
-transposed once to (C_in, N, H·W) (by a matmul with the identity, :func:`_channels_first`): a tap's shift is
-then a slice along the last axis, and each chunk's
-product is a plain (kh·kw·C_in, N·chunk) @ (N·chunk, C_out) matmul, the layout XLA:CPU's matmul is fastest
-in. On the 2-core CPU the weight gradient gets 1.5x faster on SRFeat's 3x3 128→128 convolution, 2.4x on
-VGG's conv1_2 at 240x240 and 7x on SRFeat's second up-sampling convolution (``conv_parts.py --sweep``).
+transposed once to (C_in, N, H·W) (up to 256 channels by a matmul with the identity, :func:`_channels_first`):
+a tap's shift is then a slice along the last axis, and each chunk's product is a plain
+(kh·kw·C_in, N·chunk) @ (N·chunk, C_out) matmul, the layout XLA:CPU's matmul is fastest in. On the 2-core
+CPU the weight gradient gets 1.5x faster on SRFeat's 3x3 128→128 convolution, 2.4x on VGG's conv1_2 at
+240x240 and 7x on SRFeat's second up-sampling convolution (``conv_parts.py --sweep``).
 
 A stride-s convolution keeps XLA's forward, but its gradients (which XLA:CPU computes 3-4x slower than
 the forward) go through the equivalent stride-1 convolution of the space-to-depth input (s·s·C_in
