@@ -6,7 +6,8 @@ step's FLOPs, achieved FLOP/s, model FLOP utilisation and peak device memory.
     # on a GPU: bf16 compute, MFU against the device's dense bf16 peak (e.g. H100 SXM: 989 TFLOP/s)
     python benchmarks/train_throughput.py --config=configs/defocus.py --config.precision=bfloat16 --peak_tflops=989
 
-The config and its ``--config.key=value`` overrides are read exactly as
+``benchmarks/throughput_table.py`` runs this for every method (one process each, ``--json_out``) and
+prints one table. The config and its ``--config.key=value`` overrides are read exactly as
 `launch.py` reads them; run it once per variant to compare. Train steps are
 timed on a fixed device-resident batch after compilation, so the figure is
 the model's; the input pipeline (host-side example synthesis, grain threads)
@@ -14,6 +15,7 @@ is timed separately.
 """
 
 import importlib
+import json
 import os
 import sys
 import time
@@ -31,6 +33,7 @@ config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/defoc
 flags.DEFINE_integer("steps", 5, "Timed train steps (after the compiling one).")
 flags.DEFINE_integer("data_batches", 20, "Batches drawn to time the input pipeline.")
 flags.DEFINE_float("peak_tflops", 0.0, "The device's peak TFLOP/s in the compute dtype, for MFU (0: not printed).")
+flags.DEFINE_string("json_out", "", "Also write the figures (and the device) to this JSON file.")
 flags.mark_flags_as_required(["config"])
 FLAGS = flags.FLAGS
 
@@ -86,6 +89,10 @@ def main(argv):
         line += f"   MFU: {achieved / (FLAGS.peak_tflops * 1e3):.1%} of {FLAGS.peak_tflops:g} TFLOP/s"
     mem = r["peak_memory_gib"]
     print(line + (f"   peak device memory: {mem:.2f} GiB" if mem else "   peak device memory: n/a on CPU"))
+    if FLAGS.json_out:
+        r |= {"device": jax.devices()[0].device_kind, "devices": jax.device_count(), "gflop_per_s": achieved}
+        with open(FLAGS.json_out, "w") as f:
+            json.dump(r, f)
 
 
 if __name__ == "__main__":

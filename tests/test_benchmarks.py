@@ -1,0 +1,56 @@
+"""benchmarks/throughput_table.py: the commands it runs, the rows it prints, and failed runs reported, not lost.
+
+The timing itself is the benchmark's business (no timed tests); these run no JAX step."""
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+import throughput_table as tt  # noqa: E402
+
+
+def test_command_combines_variants_and_overrides():
+    cmd = tt.command("srfeat_gan", "quick", "bfloat16", 3, 989.0, "/tmp/x.json")
+    assert cmd[0] == sys.executable and cmd[1].endswith(os.path.join("benchmarks", "train_throughput.py"))
+    assert "--config=configs/srfeat.py:gan,quick" in cmd
+    assert {"--config.precision=bfloat16", "--steps=3", "--json_out=/tmp/x.json", "--config.init_from=scratch"} <= set(
+        cmd
+    )
+    assert "--peak_tflops=989.0" in cmd
+    plain = tt.command("tone", "", "float32", 5, 0.0, "o.json")
+    assert "--config=configs/tone.py" in plain and not any(c.startswith("--peak_tflops") for c in plain)
+
+
+def test_rows_fill_every_column():
+    r = {"step_s": 0.5, "images_per_s": 18.0, "gflop_per_step": 300.0, "gflop_per_s": 600.0}
+    r |= {"peak_memory_gib": 12.345, "first_step_s": 41.0}
+    for peak, columns in ((0.0, 8), (989.0, 9)):
+        ok = tt.row("tone", "float32", r, peak)
+        err = tt.row("tone", "float32", {"error": "exit 1: boom"}, peak)
+        assert ok.count("|") == err.count("|") == columns + 1
+    cells = [c.strip() for c in tt.row("tone", "bfloat16", r, 1.2).split("|")[1:-1]]
+    assert cells == ["tone", "bfloat16", "0.500", "18.0", "300", "0.60", "50.0%", "12.35", "41.0"]
+    assert "| n/a |" in tt.row("tone", "float32", {**r, "peak_memory_gib": None}, 0.0)  # CPU: no memory stats
+
+
+def test_run_one_reads_the_json_or_reports_the_last_line(tmp_path):
+    out = str(tmp_path / "r.json")
+    ok = [sys.executable, "-c", f"import json; json.dump({{'step_s': 1.5}}, open({out!r}, 'w'))"]
+    assert tt.run_one(ok, out, timeout=60) == {"step_s": 1.5}
+    os.remove(out)
+    bad = [sys.executable, "-c", "import sys; print('compiling'); sys.exit('RESOURCE_EXHAUSTED: out of memory')"]
+    assert tt.run_one(bad, out, timeout=60) == {"error": "exit 1: RESOURCE_EXHAUSTED: out of memory"}
+    slow = [sys.executable, "-c", "import time; time.sleep(30)"]
+    assert tt.run_one(slow, out, timeout=0.5) == {"error": "stopped after 0.5 s"}
+    assert json.dumps(tt.run_one(bad, out, timeout=60))  # an error row is still plain data
+
+
+def test_parse_rejects_unknown_names(capsys):
+    for argv in (["--methods", "defocus,srfeet"], ["--precisions", "float16"]):
+        with pytest.raises(SystemExit):
+            tt.parse(argv)
+    assert "float16" in capsys.readouterr().err
+    assert tt.parse(["--methods", "tone", "--variant", "quick"]).variant == "quick"
