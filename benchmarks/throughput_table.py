@@ -76,7 +76,8 @@ def run_one(cmd: list[str], json_out: str, timeout: float) -> dict:
 
 def row(label: str, precision: str, r: dict, peak: float) -> str:
     if "error" in r:
-        return f"| {label} | {precision} | {r['error']} |" + " |" * (6 if peak else 5)
+        error = r["error"].replace("|", "\\|")  # a pipe in the message would split the cell
+        return f"| {label} | {precision} | {error} |" + " |" * (6 if peak else 5)
     mem = f"{r['peak_memory_gib']:.2f}" if r.get("peak_memory_gib") else "n/a"
     cells = [
         label,
