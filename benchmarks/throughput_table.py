@@ -55,8 +55,8 @@ def parse(argv=None):
 def command(method: str, variant: str, precision: str, steps: int, peak: float, json_out: str) -> list[str]:
     _, config, own, extra = METHODS[method]
     spec = ",".join(v for v in (own, variant) if v)
-    cmd = [sys.executable, os.path.join(HERE, "train_throughput.py"), f"--config=configs/{config}.py"]
-    cmd[-1] += f":{spec}" if spec else ""
+    config_flag = f"--config=configs/{config}.py" + (f":{spec}" if spec else "")
+    cmd = [sys.executable, os.path.join(HERE, "train_throughput.py"), config_flag]
     cmd += [f"--config.precision={precision}", f"--steps={steps}", f"--json_out={json_out}", *extra]
     return cmd + ([f"--peak_tflops={peak}"] if peak else [])
 
