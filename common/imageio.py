@@ -6,9 +6,12 @@ float32 RGB in [0, 1] whatever the file holds:
 * grayscale (L, I;16, I, F) is replicated to three channels;
 * palette images are converted to RGB;
 * an alpha channel is composited over white (RGBA, LA, PA);
-* 16-bit files keep their precision (divided by 65535).
+* 16-bit files keep their precision (divided by 65535);
+* an EXIF orientation (a phone's rotated JPEG) is applied, so the pixels are upright as a viewer shows
+  them, and so is every output made from them (the PNGs written carry no orientation).
 
-A file that cannot be decoded raises `ImageError` naming the file.
+A file that cannot be decoded, or whose header claims more pixels than PIL's decompression-bomb limit
+(``PIL.Image.MAX_IMAGE_PIXELS`` x 2, ~179 M), raises `ImageError` naming the file.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from common.errors import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# What PIL raises on a file it cannot read (DecompressionBombError is none of the others)
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+_ORIENTATION = 0x0112  # EXIF tag; 5-8 turn the image by 90 degrees
 
 
 class ImageError(UserError):
@@ -62,10 +68,12 @@ def load_image(path: str) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
+            if img.getexif().get(_ORIENTATION, 1) != 1:
+                img = ImageOps.exif_transpose(img)
             return _to_float_rgb(img, path)
     except ImageError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except _DECODE_ERRORS as e:
         raise ImageError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
 
 
@@ -76,13 +84,15 @@ def load_mask(path: str) -> np.ndarray:
 
 
 def image_size(path: str) -> tuple[int, int]:
-    """(height, width) from the file header, without decoding the pixels."""
+    """(height, width) from the file header, without decoding the pixels, as `load_image` returns it
+    (after the EXIF orientation)."""
     try:
         with Image.open(path) as img:
             w, h = img.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            turned = img.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
+    except _DECODE_ERRORS as e:
         raise ImageError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
-    return h, w
+    return (w, h) if turned else (h, w)
 
 
 def list_images(folder: str) -> list[str]:

@@ -1,6 +1,8 @@
 """Bad and unusual inputs: clear errors naming the file, or documented handling."""
 
 import os
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -47,6 +49,46 @@ def test_corrupt_and_missing_files_name_the_file(tmp_path):
         imageio.load_image(str(trunc))
     with pytest.raises(imageio.ImageError, match="nothere.png"):
         imageio.load_image(str(tmp_path / "nothere.png"))
+
+
+def test_a_header_claiming_a_huge_image_is_refused_naming_the_file(tmp_path):
+    """A 20000 x 20000 PNG header over a few bytes of data: PIL's decompression-bomb error, as an ImageError."""
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 99)))
+    for read in (imageio.load_image, imageio.image_size):
+        with pytest.raises(imageio.ImageError, match="bomb.png.*exceeds limit"):
+            read(str(bomb))
+
+
+# What each EXIF orientation asks a viewer to do to the stored pixels (EXIF 2.3, tag 0x0112)
+_UPRIGHT = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],  # mirrored left-right
+    3: lambda a: a[::-1, ::-1],  # turned 180 degrees
+    4: lambda a: a[::-1],  # mirrored top-bottom
+    5: lambda a: np.rot90(a[:, ::-1], 1),  # mirrored, then turned 90 degrees counter-clockwise
+    6: lambda a: np.rot90(a, -1),  # turned 90 degrees clockwise (a phone held upright)
+    7: lambda a: np.rot90(a[:, ::-1], -1),  # mirrored, then turned 90 degrees clockwise
+    8: lambda a: np.rot90(a, 1),  # turned 90 degrees counter-clockwise
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(_UPRIGHT))
+def test_exif_orientation_is_applied(tmp_path, orientation):
+    stored = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = str(tmp_path / "photo.png")
+    Image.fromarray(stored).save(path, exif=exif.tobytes())
+    upright = _UPRIGHT[orientation](stored)
+    x = imageio.load_image(path)
+    np.testing.assert_array_equal(np.rint(x * 255).astype(np.uint8), upright)
+    assert imageio.image_size(path) == upright.shape[:2]
 
 
 def test_folder_source_errors(tmp_path):
