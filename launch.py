@@ -32,6 +32,7 @@ def main(argv, hooks=()):
     from common import sharding, trainer
 
     config = FLAGS.config
+    trainer.check_run_settings(config)
     joined = sharding.initialize_distributed(
         coordinator_address=FLAGS.coordinator_address,
         num_processes=FLAGS.num_processes,

@@ -16,6 +16,13 @@ class ConfigError(UserError):
     """A config value cannot be used."""
 
 
+def check_size(key: str, value, multiple: int = 1, why: str = "") -> None:
+    """A ConfigError unless config `key`'s `value` (a patch or crop side) is a positive multiple of `multiple`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % multiple:
+        need = "a positive integer" if multiple == 1 else f"a positive multiple of {multiple}"
+        raise ConfigError(f"config {key}={value!r} must be {need}{f' ({why})' if why else ''}")
+
+
 def run_cli(main, *args, **kwargs):
     """``main(*args, **kwargs)``, with a user's error (a bad config, file or weights; a missing file) printed as
     one line naming it and exit status 1, instead of a traceback."""

@@ -116,6 +116,30 @@ class Setup:
         return self.init(self.init_key)
 
 
+# The run settings of configs/base.py.run_config and the least each may be (sample_every 0: no samples;
+# total_steps 0: a method's own default where it has one, e.g. each SRFeat stage's)
+_RUN_SETTINGS_MIN = {
+    "batch_size": 1,
+    "total_steps": 0,
+    "log_every": 1,
+    "checkpoint_every": 1,
+    "sample_every": 0,
+    "max_checkpoints": 1,
+}
+
+
+def check_run_settings(config) -> None:
+    """A ConfigError naming the first run setting that is not an integer at least its minimum."""
+    for key, least in _RUN_SETTINGS_MIN.items():
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise ConfigError(f"config {key}={value!r}: must be an integer >= {least}")
+
+
+class TrainingDiverged(ConfigError, FloatingPointError):
+    """A logged metric is NaN or inf; the last checkpoint stays as it was. Reported as one line."""
+
+
 def abstract_state(task: Task, config, sharding_) -> Any:
     """The state's ShapeDtypeStructs placed with `sharding_` (what a restore fills), without computing it."""
     return checkpoint.abstract_like(jax.eval_shape(task.init, jax.random.key(config.seed)), sharding_)
@@ -169,6 +193,7 @@ def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook
     to the global batch, and saving together into one orbax checkpoint); process 0 alone writes logs,
     samples and the evaluation, from its own copy of the replicated state.
     """
+    check_run_settings(config)
     con = logger.console()
     run = setup(task, config)
     sharding.check_batch(config.batch_size, run.mesh)
@@ -237,8 +262,16 @@ def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook
         except KeyboardInterrupt:
             con.info(f"\nInterrupted: saving step {step} before exiting")
             stopped = True
+        except FloatingPointError as e:  # from log.scalars: keep the last good checkpoint, do not save this state
+            failed = True
+            ckpt.wait()
+            last = ckpt.latest_step()
+            kept = f"step {last} in {ckpt.directory} is kept" if last is not None else "no checkpoint was written"
+            raise TrainingDiverged(
+                f"training diverged: {e} ({kept}); try a lower learning rate, or look for bad inputs"
+            ) from e
         except BaseException:
-            failed = True  # e.g. a NaN: keep the last good checkpoint, do not save this state
+            failed = True  # keep the last good checkpoint, do not save this state
             raise
         finally:
             bar.close()

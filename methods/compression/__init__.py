@@ -13,7 +13,7 @@ import functools
 
 from common import conv, trainer
 from common import data as common_data
-from common.errors import ConfigError
+from common.errors import ConfigError, check_size
 from methods.compression import data, evaluate, model
 
 
@@ -22,8 +22,7 @@ def check_config(config) -> None:
     if m.prior not in ("factorized", "hyperprior"):
         raise ConfigError(f"config model.prior={m.prior!r}: use 'factorized' or 'hyperprior'")
     mult = 64 if m.prior == "hyperprior" else 16
-    if config.data.crop % mult:
-        raise ConfigError(f"config data.crop={config.data.crop} must be a multiple of {mult} for the {m.prior} model")
+    check_size("data.crop", config.data.crop, mult, f"the {m.prior} model down-samples by {mult}")
     if config.loss.fi_norm not in ("mse", "l2"):
         raise ConfigError(f"config loss.fi_norm={config.loss.fi_norm!r}: use 'mse' or 'l2'")
     if config.loss.lambda1 <= 0:

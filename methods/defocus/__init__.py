@@ -15,14 +15,13 @@ import jax.numpy as jnp
 
 from common import conv, trainer, vgg
 from common import data as common_data
-from common.errors import ConfigError
+from common.errors import ConfigError, check_size
 from methods.defocus import data, evaluate, model
 
 
 def check_config(config) -> None:
     for name, size in (("data.crop", config.data.crop), ("eval.crop", config.eval.crop)):
-        if size % 16:
-            raise ConfigError(f"config {name}={size} must be a multiple of 16 (B down-samples 4 times)")
+        check_size(name, size, 16, "B down-samples 4 times")
     if config.model.sharp_loss not in ("mse", "bce"):
         raise ConfigError(f"config model.sharp_loss={config.model.sharp_loss!r}: expected 'mse' or 'bce'")
     if config.data.real.kind not in ("proxy", "same-as-masked"):

@@ -11,17 +11,14 @@ import functools
 
 from common import conv, trainer, vgg
 from common import data as common_data
-from common.errors import ConfigError
+from common.errors import ConfigError, check_size
 from methods.face_sr import data, evaluate, model
 
 
 def check_config(config) -> None:
     d = config.data
-    if d.input_size % (4 * 2 ** (d.scales - 1) * 2**config.model.n_down):
-        raise ConfigError(
-            f"config data.input_size={d.input_size} must be a multiple of 4·2^(scales−1)·2^model.n_down "
-            f"= {4 * 2 ** (d.scales - 1) * 2**config.model.n_down}"
-        )
+    mult = 4 * 2 ** (d.scales - 1) * 2**config.model.n_down
+    check_size("data.input_size", d.input_size, mult, "4·2^(scales−1)·2^model.n_down")
     if d.face_size and d.face_size < d.input_size:
         raise ConfigError(f"config data.face_size={d.face_size} is smaller than data.input_size={d.input_size}")
 

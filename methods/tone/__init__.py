@@ -13,13 +13,12 @@ import jax.numpy as jnp
 
 from common import conv, trainer
 from common import data as common_data
-from common.errors import ConfigError
+from common.errors import ConfigError, check_size
 from methods.tone import data, evaluate, model
 
 
 def check_config(config) -> None:
-    if config.data.crop % 16:
-        raise ConfigError(f"config data.crop={config.data.crop} must be a multiple of 16 (D strides 4 times)")
+    check_size("data.crop", config.data.crop, 16, "D strides 4 times")
     if config.data.algorithm not in data.ALGORITHMS:
         raise ConfigError(f"config data.algorithm={config.data.algorithm!r}: known are {', '.join(data.ALGORITHMS)}")
     model.color_loss(jnp.zeros((1, 11, 11, 3)), jnp.zeros((1, 11, 11, 3)), config.loss.color)

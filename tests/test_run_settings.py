@@ -1,0 +1,81 @@
+"""Run settings and patch sizes that cannot work are one-line config errors; a diverged run says so in one line
+and keeps its last good checkpoint."""
+
+import os
+
+import grain
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import struct
+
+from common import trainer
+from common.errors import ConfigError, UserError, check_size
+from configs import base
+
+
+def _run_config(**changes):
+    c = base.run_config("toy", total_steps=6, batch_size=1)
+    base.tiny_run(c, batch_size=1)
+    c.total_steps = 6
+    c.update(changes)
+    return c
+
+
+@pytest.mark.parametrize(
+    "key, bad",
+    [("batch_size", 0), ("batch_size", -2), ("total_steps", -1), ("log_every", 0), ("checkpoint_every", 0),
+     ("sample_every", -1), ("max_checkpoints", 0)],
+)  # fmt: skip
+def test_run_settings_below_their_minimum_are_named(key, bad):
+    trainer.check_run_settings(_run_config())  # the defaults pass
+    with pytest.raises(ConfigError, match=rf"config {key}={bad}: must be an integer >= "):
+        trainer.check_run_settings(_run_config(**{key: bad}))
+
+
+def test_sizes_must_be_positive_multiples():
+    check_size("data.crop", 32, 16)
+    for bad in (0, -16, 40):
+        with pytest.raises(ConfigError, match=rf"config data.crop={bad} must be a positive multiple of 16 \(why\)"):
+            check_size("data.crop", bad, 16, "why")
+    with pytest.raises(ConfigError, match="config data.lr_size=0 must be a positive integer$"):
+        check_size("data.lr_size", 0)
+
+
+@struct.dataclass
+class _State:
+    step: jnp.ndarray
+    w: jnp.ndarray
+
+
+def _toy_task(nan_from_step: int) -> trainer.Task:
+    """w counts the steps; its logged loss turns NaN once `nan_from_step` steps are done."""
+
+    def train_step(state, batch, key, frozen):
+        w = state.w + batch["x"].sum() + 1.0
+        loss = jnp.where(state.step + 1 >= nan_from_step, jnp.nan, w)
+        return _State(step=state.step + 1, w=w), {"loss": loss}
+
+    def train_data(seed):
+        rows = grain.MapDataset.range(1000).map(lambda i: {"x": np.zeros((1,), np.float32)})
+        return rows.batch(1).to_iter_dataset()
+
+    return trainer.Task(
+        init=lambda key: _State(step=jnp.zeros((), jnp.int32), w=jnp.zeros((), jnp.float32)),
+        train_step=train_step,
+        train_data=train_data,
+        total_steps=6,
+    )
+
+
+def test_a_diverged_run_is_one_clear_error_and_keeps_its_last_checkpoint(tmp_path):
+    config = _run_config(log_every=1, checkpoint_every=2, eval_at_end=False)
+    with pytest.raises(trainer.TrainingDiverged) as err:
+        trainer.train_and_evaluate(_toy_task(nan_from_step=3), config, str(tmp_path))
+    message = str(err.value)
+    assert isinstance(err.value, UserError) and isinstance(err.value, FloatingPointError)  # one line from launch.py
+    assert message.startswith("training diverged: non-finite metric(s) at step 3: loss")
+    assert f"step 2 in {tmp_path / 'checkpoints'} is kept" in message
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]  # the NaN state was not saved
+    with pytest.raises(trainer.TrainingDiverged, match=r"at step 1: loss \(no checkpoint was written\)"):
+        trainer.train_and_evaluate(_toy_task(nan_from_step=1), config, str(tmp_path / "fresh"))
