@@ -39,6 +39,7 @@ FLAGS = flags.FLAGS
 
 
 def bench(config, steps: int, data_batches: int) -> dict:
+    trainer.check_run_settings(config)
     task = importlib.import_module(f"methods.{config.method}").build(config)
     run = trainer.setup(task, config)
     state = run.fresh_state()
