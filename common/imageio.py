@@ -109,16 +109,21 @@ def list_images(folder: str) -> list[str]:
     return sorted(found)
 
 
-def predict_pairs(input_path: str, output_path: str, ext: str = ".png") -> list[tuple[str, str]]:
-    """(source, destination) pairs of --mode=predict: a file → a file, a folder → the same tree under a folder."""
+def predict_pairs(input_path: str, output_path: str, ext: str = ".png", folder_files=list_images):
+    """(source, destination) pairs of --mode=predict: a folder → the same tree under a folder (its sources are
+    `folder_files(input_path)`); a file → a file, or into an existing folder under the file's own name."""
     if os.path.isdir(input_path):
+        if os.path.exists(output_path) and not os.path.isdir(output_path):
+            raise ImageError(f"{output_path}: is a file; the input {input_path} is a folder, so give an output folder")
+        sources = folder_files(input_path)
         os.makedirs(output_path, exist_ok=True)
         return [
-            (p, os.path.join(output_path, os.path.splitext(os.path.relpath(p, input_path))[0] + ext))
-            for p in list_images(input_path)
+            (p, os.path.join(output_path, os.path.splitext(os.path.relpath(p, input_path))[0] + ext)) for p in sources
         ]
     if not os.path.exists(input_path):
         raise ImageError(f"{input_path}: no such file or folder")
+    if os.path.isdir(output_path):
+        return [(input_path, os.path.join(output_path, os.path.splitext(os.path.basename(input_path))[0] + ext))]
     return [(input_path, output_path if output_path.lower().endswith(ext) else output_path + ext)]
 
 

@@ -91,6 +91,30 @@ def test_exif_orientation_is_applied(tmp_path, orientation):
     assert imageio.image_size(path) == upright.shape[:2]
 
 
+def test_predict_destinations(tmp_path):
+    """A file goes to the named file (the extension added if missing) or into an existing folder under its own
+    name; a folder's tree is mirrored under the output folder, which must not be a file."""
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    photo = _save(tmp_path / "in" / "sub" / "cat.jpg", np.zeros((4, 4, 3), np.uint8))
+    out = tmp_path / "out"
+    assert imageio.predict_pairs(photo, str(out / "x")) == [(photo, str(out / "x.png"))]
+    assert imageio.predict_pairs(photo, str(out / "x.PNG")) == [(photo, str(out / "x.PNG"))]
+    out.mkdir()
+    assert imageio.predict_pairs(photo, str(out)) == [(photo, str(out / "cat.png"))]
+    assert imageio.predict_pairs(photo, str(out), ext=".rjx") == [(photo, str(out / "cat.rjx"))]
+    tree = imageio.predict_pairs(str(tmp_path / "in"), str(tmp_path / "tree"))
+    assert tree == [(photo, str(tmp_path / "tree/sub/cat.png"))]
+    streams = [str(tmp_path / "in" / "sub" / "a.rjx")]
+    pairs = imageio.predict_pairs(str(tmp_path / "in"), str(tmp_path / "dec"), folder_files=lambda _: streams)
+    assert pairs == [(streams[0], str(tmp_path / "dec/sub/a.png"))]
+    a_file = tmp_path / "taken.png"
+    a_file.write_bytes(b"x")
+    with pytest.raises(imageio.ImageError, match="taken.png: is a file; the input .* is a folder"):
+        imageio.predict_pairs(str(tmp_path / "in"), str(a_file))
+    with pytest.raises(imageio.ImageError, match="nothere.jpg: no such file or folder"):
+        imageio.predict_pairs(str(tmp_path / "nothere.jpg"), str(out))
+
+
 def test_folder_source_errors(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

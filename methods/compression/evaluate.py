@@ -301,12 +301,7 @@ class Evaluator:
         streams = _bitstreams(input_path)
         if streams:
             written = []
-            for src in streams:
-                if os.path.isdir(input_path):
-                    rel = os.path.splitext(os.path.relpath(src, input_path))[0] + ".png"
-                    dst = os.path.join(output_path, rel)
-                else:
-                    dst = output_path if output_path.lower().endswith(".png") else output_path + ".png"
+            for src, dst in imageio.predict_pairs(input_path, output_path, ".png", folder_files=lambda _: streams):
                 with open(src, "rb") as f:
                     img = cd.decode(f.read(), src)
                 imageio.save_png(dst, img.astype(np.float32) / 255.0)
