@@ -197,7 +197,10 @@ def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook
     con = logger.console()
     run = setup(task, config)
     sharding.check_batch(config.batch_size, run.mesh)
-    os.makedirs(workdir, exist_ok=True)
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:  # a file in the way, no permission, a read-only disk
+        raise ConfigError(f"--workdir={workdir}: cannot make the run folder: {e.strerror or e}") from e
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))

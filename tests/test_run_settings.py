@@ -79,3 +79,11 @@ def test_a_diverged_run_is_one_clear_error_and_keeps_its_last_checkpoint(tmp_pat
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]  # the NaN state was not saved
     with pytest.raises(trainer.TrainingDiverged, match=r"at step 1: loss \(no checkpoint was written\)"):
         trainer.train_and_evaluate(_toy_task(nan_from_step=1), config, str(tmp_path / "fresh"))
+
+
+def test_a_workdir_that_cannot_be_made_is_named(tmp_path):
+    in_the_way = tmp_path / "run"
+    in_the_way.write_text("not a folder")
+    for workdir in (in_the_way, in_the_way / "sub"):
+        with pytest.raises(ConfigError, match=rf"--workdir={workdir}: cannot make the run folder: "):
+            trainer.train_and_evaluate(_toy_task(nan_from_step=99), _run_config(), str(workdir))
