@@ -10,14 +10,52 @@ from, or compare with, an earlier run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import os
+import sys
 
 import jax
 import orbax.checkpoint as ocp
 
 from common.errors import ConfigError
+
+# How TensorStore (under orbax) reports files it cannot read: truncated, missing or not what they claim to be
+_UNREADABLE = ("FAILED_PRECONDITION", "NOT_FOUND", "DATA_LOSS", "OUT_OF_RANGE", "error while reading")
+
+
+def _drop_closed_loop_errors(previous, unraisable) -> None:
+    """sys.unraisablehook that drops the "Event loop is closed" errors of orbax's reads left running."""
+    e = unraisable.exc_value
+    if not (isinstance(e, RuntimeError) and str(e) == "Event loop is closed"):
+        previous(unraisable)
+
+
+@contextlib.contextmanager
+def _reading(step_dir: str):
+    """An orbax restore of `step_dir`: files it cannot read are a ConfigError naming the folder.
+
+    When one read fails, orbax's other reads finish after its event loop has closed, and each would print a
+    "RuntimeError: Event loop is closed" traceback (an unraisable exception) under the error: a failed read
+    leaves a hook that drops exactly those."""
+    previous = sys.unraisablehook
+    sys.unraisablehook = functools.partial(_drop_closed_loop_errors, previous)
+    try:
+        yield
+    except Exception as e:
+        if not any(code in str(e) for code in _UNREADABLE):
+            raise
+        root = e
+        while root.__cause__ is not None:  # the innermost error names the array and what is wrong with it
+            root = root.__cause__
+        detail = (str(root).strip().splitlines() or [type(root).__name__])[0][:400]
+        raise ConfigError(
+            f"{step_dir}: the checkpoint cannot be read (damaged or incomplete files): {detail}. "
+            "Move that folder away to start from the checkpoint before it."
+        ) from e
+    sys.unraisablehook = previous
 
 
 def abstract_like(tree, sharding):
@@ -29,7 +67,13 @@ class Checkpointer:
     def __init__(self, directory: str, *, max_to_keep: int = 3):
         self.directory = os.path.abspath(directory)
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        # naming each item's handler lets item_metadata read a step without warning about items it cannot restore
+        handlers = {
+            "state": ocp.StandardCheckpointHandler(),
+            "data": ocp.JsonCheckpointHandler(),
+            "config": ocp.JsonCheckpointHandler(),
+        }
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -51,13 +95,15 @@ class Checkpointer:
         stored = set(self.manager.item_metadata(step).keys()) if with_data else set()
         if with_data and "data" in stored:
             items["data"] = ocp.args.JsonRestore()
-        out = self.manager.restore(step, args=ocp.args.Composite(**items))
+        with _reading(os.path.join(self.directory, str(step))):
+            out = self.manager.restore(step, args=ocp.args.Composite(**items))
         return out["state"], (out["data"] if "data" in items else None)
 
     def restore_raw(self, step: int | None = None):
         """The `state` item as stored (nested dicts of arrays), without a target structure."""
         step = self.latest_step() if step is None else step
-        out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        with _reading(os.path.join(self.directory, str(step))):
+            out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
         return out["state"]
 
     def wait(self) -> None:

@@ -176,6 +176,8 @@ def restore_for_inference(task: Task, config, workdir: str):
 def _restore(ckpt, abstract, with_data=True):
     try:
         return ckpt.restore(abstract, with_data=with_data)
+    except ConfigError:  # files it cannot read
+        raise
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(
             f"{ckpt.directory}: checkpoint step {ckpt.latest_step()} does not match this config "

@@ -4,6 +4,7 @@ and keeps its last good checkpoint."""
 import os
 
 import grain
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -48,12 +49,12 @@ class _State:
     w: jnp.ndarray
 
 
-def _toy_task(nan_from_step: int) -> trainer.Task:
-    """w counts the steps; its logged loss turns NaN once `nan_from_step` steps are done."""
+def _toy_task(nan_from_step: int, total_steps: int = 6) -> trainer.Task:
+    """w grows by 1 a step; the logged loss (w[0]) turns NaN once `nan_from_step` steps are done."""
 
     def train_step(state, batch, key, frozen):
         w = state.w + batch["x"].sum() + 1.0
-        loss = jnp.where(state.step + 1 >= nan_from_step, jnp.nan, w)
+        loss = jnp.where(state.step + 1 >= nan_from_step, jnp.nan, w[0])
         return _State(step=state.step + 1, w=w), {"loss": loss}
 
     def train_data(seed):
@@ -61,10 +62,11 @@ def _toy_task(nan_from_step: int) -> trainer.Task:
         return rows.batch(1).to_iter_dataset()
 
     return trainer.Task(
-        init=lambda key: _State(step=jnp.zeros((), jnp.int32), w=jnp.zeros((), jnp.float32)),
+        # w is random (it does not compress) and larger than OCDBT's inline limit: it has a file of its own
+        init=lambda key: _State(step=jnp.zeros((), jnp.int32), w=jax.random.normal(key, (4096,))),
         train_step=train_step,
         train_data=train_data,
-        total_steps=6,
+        total_steps=total_steps,
     )
 
 
@@ -87,3 +89,18 @@ def test_a_workdir_that_cannot_be_made_is_named(tmp_path):
     for workdir in (in_the_way, in_the_way / "sub"):
         with pytest.raises(ConfigError, match=rf"--workdir={workdir}: cannot make the run folder: "):
             trainer.train_and_evaluate(_toy_task(nan_from_step=99), _run_config(), str(workdir))
+
+
+def test_a_damaged_checkpoint_is_one_error_naming_its_folder(tmp_path):
+    """A truncated array file in the latest step: resume and inference name that step's folder and the way out,
+    rather than orbax's traceback and a screen of "Event loop is closed"."""
+    config = _run_config(checkpoint_every=2, eval_at_end=False)
+    task = _toy_task(nan_from_step=99, total_steps=4)
+    trainer.train_and_evaluate(task, config, str(tmp_path))
+    arrays = sorted((tmp_path / "checkpoints" / "4" / "state").glob("ocdbt.process_0/d/*"), key=os.path.getsize)
+    arrays[-1].write_bytes(arrays[-1].read_bytes()[:100])
+    damaged = rf"{tmp_path / 'checkpoints' / '4'}: the checkpoint cannot be read \(damaged or incomplete files\): "
+    with pytest.raises(ConfigError, match=damaged + ".*Move that folder away"):
+        trainer.restore_for_inference(task, config, str(tmp_path))
+    with pytest.raises(ConfigError, match=damaged):
+        trainer.train_and_evaluate(_toy_task(nan_from_step=99, total_steps=6), config, str(tmp_path))
