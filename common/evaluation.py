@@ -3,7 +3,7 @@
 * `eval_spec` / `eval_sets`: which images to evaluate on: the configured
   spec, else the folders of ../shared/data that exist, else builtin photos;
 * `padded`: a network applied to one image of any size (mirror-padded to
-  the network's multiple, cropped back);
+  the network's multiple, cropped back), in overlapping tiles when it is large;
 * `rgb_scores`, `score_images` and `means`: per-image score records and their set means;
 * `save_samples`: the rows of ``samples.png``.
 """
@@ -39,12 +39,38 @@ def pad_to_multiple(img: np.ndarray, multiple: int, mode: str = "symmetric") -> 
     return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode=mode) if (ph or pw) else img
 
 
-def padded(fn, img: np.ndarray, multiple: int, scale: int = 1, *, mode: str = "symmetric") -> np.ndarray:
+def padded(
+    fn, img: np.ndarray, multiple: int, scale: int = 1, *, mode: str = "symmetric", tile: int = 0, overlap: int = 0
+) -> np.ndarray:
     """`fn` (NHWC → NHWC) on one (H, W, C) image padded to `multiple`; the output (`scale` times the
-    input's size) is cropped back to the image and clipped to [0, 1]."""
+    input's size) is cropped back to the image and clipped to [0, 1].
+
+    With `tile`, an image with a (padded) side over ``tile + 2·overlap`` goes through `fn` in windows of
+    that side, one shape for all (one compilation), each keeping its central ``tile`` x ``tile`` part: its
+    memory stays that of one window, whatever the image's size. Every kept pixel has at least `overlap` input
+    pixels of real context on each side that is not the image's edge, so where `overlap` covers `fn`'s
+    receptive-field radius the result is the whole-image one (to float rounding). `tile` and `overlap` are
+    rounded up to multiples of `multiple`."""
     h, w = img.shape[:2]
-    x = np.asarray(pad_to_multiple(img, multiple, mode), np.float32)[None]
-    out = np.asarray(fn(x))[0]
+    x = np.asarray(pad_to_multiple(img, multiple, mode), np.float32)
+    tile, overlap = -(-tile // multiple) * multiple, -(-overlap // multiple) * multiple
+    window = tile + 2 * overlap
+    if not tile or max(x.shape[:2]) <= window:
+        out = np.asarray(fn(x[None]))[0]
+    else:
+        hp, wp = x.shape[:2]
+        wh, ww = min(window, hp), min(window, wp)
+        out = None
+        for y0 in range(0, hp, tile):
+            for x0 in range(0, wp, tile):
+                y1, x1 = min(y0 + tile, hp), min(x0 + tile, wp)
+                # the window around the tile, moved inside the image where it would cross an edge
+                a, c = min(max(y0 - overlap, 0), hp - wh), min(max(x0 - overlap, 0), wp - ww)
+                o = np.asarray(fn(x[None, a : a + wh, c : c + ww]))[0]
+                if out is None:
+                    out = np.empty((hp * scale, wp * scale, o.shape[-1]), o.dtype)
+                s = scale
+                out[y0 * s : y1 * s, x0 * s : x1 * s] = o[(y0 - a) * s : (y1 - a) * s, (x0 - c) * s : (x1 - c) * s]
     return np.clip(out[: h * scale, : w * scale], 0.0, 1.0)
 
 

@@ -231,3 +231,49 @@ def test_load_run_reads_a_run_and_names_the_setting_when_it_cannot(trained, tmp_
         checkpoint.load_run(m, what="config eval.inverse_from", method="tone")
     with pytest.raises(ConfigError, match="step 4 of .* has no c$"):
         checkpoint.load_run(m, what="w", needs=("c",))
+
+
+def _blur_twice(x):
+    """A stand-in network with a receptive-field radius of exactly 4: two 5x5 box filters ("SAME", zero pad)."""
+    k = jnp.ones((5, 5, 1, 1), jnp.float32) / 25.0
+    y = x[..., :1]
+    for _ in range(2):
+        y = jax.lax.conv_general_dilated(y, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.repeat(y, 3, axis=-1)
+
+
+def test_tiles_give_the_whole_image_result_where_the_overlap_covers_the_receptive_field():
+    from common import evaluation
+
+    img = np.random.default_rng(0).random((37, 53, 3)).astype(np.float32)
+    whole = evaluation.padded(_blur_twice, img, 1)
+    calls = []
+
+    def counted(x):
+        calls.append(x.shape)
+        return _blur_twice(x)
+
+    tiled = evaluation.padded(counted, img, 1, tile=8, overlap=4)
+    np.testing.assert_allclose(tiled, whole, atol=1e-6)
+    assert len(calls) == 5 * 7 and set(calls) == {(1, 16, 16, 3)}  # one window shape: one compilation
+    short = evaluation.padded(_blur_twice, img, 1, tile=8, overlap=3)  # 1 pixel short of the radius
+    assert np.abs(short - whole).max() > 1e-3
+    # an image no larger than one window goes through whole; tile and overlap round up to the multiple
+    np.testing.assert_array_equal(evaluation.padded(_blur_twice, img, 1, tile=40, overlap=8), whole)
+    calls.clear()
+    evaluation.padded(counted, img, 4, tile=6, overlap=3)  # -> tile 8, overlap 4, on the image padded to 40 x 56
+    assert set(calls) == {(1, 16, 16, 3)} and len(calls) == 5 * 7
+
+
+def test_srfeat_upscales_a_large_image_in_tiles_like_whole():
+    """G's receptive-field radius at the test size is 12 LR pixels; an overlap of 16 gives the whole result."""
+    results = {}
+    for tile in (0, 32):
+        c = cfg_mod.get_config("test")
+        c.eval.update(bucket=8, tile=tile, tile_overlap=16)
+        task = srfeat.build(c)
+        state = jax.jit(task.init)(jax.random.key(0))
+        img = np.random.default_rng(1).random((70, 90, 3)).astype(np.float32)
+        results[tile] = task.predict.__self__.upscale(state, img)
+    assert results[0].shape == (280, 360, 3)
+    np.testing.assert_allclose(results[32], results[0], atol=2e-5)

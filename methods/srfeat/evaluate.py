@@ -51,8 +51,12 @@ class Evaluator:
         self._g = jax.jit(upscale)
 
     def upscale(self, state, lr: np.ndarray) -> np.ndarray:
-        """G on one LR image of any size (reflect-padded to the bucket, output cropped), clipped to [0, 1]."""
-        return evaluation.padded(lambda x: self._g(state, x), lr, self.config.eval.bucket, self.scale)
+        """G on one LR image of any size (reflect-padded to the bucket, output cropped; a large one in
+        overlapping tiles, `eval.tile`), clipped to [0, 1]."""
+        e = self.config.eval
+        return evaluation.padded(
+            lambda x: self._g(state, x), lr, e.bucket, self.scale, tile=e.tile, overlap=e.tile_overlap
+        )
 
     def train_samples(self, state, batch) -> np.ndarray:
         rows = []
