@@ -45,32 +45,36 @@ def padded(
     """`fn` (NHWC → NHWC) on one (H, W, C) image padded to `multiple`; the output (`scale` times the
     input's size) is cropped back to the image and clipped to [0, 1].
 
-    With `tile`, an image with a (padded) side over ``tile + 2·overlap`` goes through `fn` in windows of
-    that side, one shape for all (one compilation), each keeping its central ``tile`` x ``tile`` part: its
-    memory stays that of one window, whatever the image's size. Every kept pixel has at least `overlap` input
-    pixels of real context on each side that is not the image's edge, so where `overlap` covers `fn`'s
-    receptive-field radius the result is the whole-image one (to float rounding). `tile` and `overlap` are
-    rounded up to multiples of `multiple`."""
+    With `tile`, a side of the (padded) image longer than ``tile + 2·overlap`` is cut into the fewest equal
+    tiles of at most `tile` pixels, each seen through a window `overlap` pixels wider on both sides (moved
+    inside the image at its edges): every window has one shape (one compilation), and memory stays that of
+    one window whatever the image's size. Every kept pixel has at least `overlap` pixels of real context on
+    each side that is not the image's edge, so where `overlap` covers `fn`'s receptive-field radius the
+    result is the whole-image one (to float rounding). `tile` and `overlap` round up to multiples of
+    `multiple`."""
     h, w = img.shape[:2]
     x = np.asarray(pad_to_multiple(img, multiple, mode), np.float32)
-    tile, overlap = -(-tile // multiple) * multiple, -(-overlap // multiple) * multiple
-    window = tile + 2 * overlap
-    if not tile or max(x.shape[:2]) <= window:
-        out = np.asarray(fn(x[None]))[0]
-    else:
-        hp, wp = x.shape[:2]
-        wh, ww = min(window, hp), min(window, wp)
-        out = None
-        for y0 in range(0, hp, tile):
-            for x0 in range(0, wp, tile):
-                y1, x1 = min(y0 + tile, hp), min(x0 + tile, wp)
-                # the window around the tile, moved inside the image where it would cross an edge
-                a, c = min(max(y0 - overlap, 0), hp - wh), min(max(x0 - overlap, 0), wp - ww)
-                o = np.asarray(fn(x[None, a : a + wh, c : c + ww]))[0]
-                if out is None:
-                    out = np.empty((hp * scale, wp * scale, o.shape[-1]), o.dtype)
-                s = scale
-                out[y0 * s : y1 * s, x0 * s : x1 * s] = o[(y0 - a) * s : (y1 - a) * s, (x0 - c) * s : (x1 - c) * s]
+    up = lambda v: -(-v // multiple) * multiple  # noqa: E731
+    tile, overlap = up(tile), up(overlap)
+
+    def split(n):  # (tile, window) along a side of n pixels
+        if not tile or n <= tile + 2 * overlap:
+            return n, n
+        t = up(-(-n // -(-n // tile)))
+        return t, min(t + 2 * overlap, n)
+
+    (th, wh), (tw, ww) = split(x.shape[0]), split(x.shape[1])
+    out = None
+    for y0 in range(0, x.shape[0], th):
+        for x0 in range(0, x.shape[1], tw):
+            y1, x1 = min(y0 + th, x.shape[0]), min(x0 + tw, x.shape[1])
+            a = min(max(y0 - overlap, 0), x.shape[0] - wh)
+            c = min(max(x0 - overlap, 0), x.shape[1] - ww)
+            o = np.asarray(fn(x[None, a : a + wh, c : c + ww]))[0]
+            if out is None:
+                out = np.empty((x.shape[0] * scale, x.shape[1] * scale, o.shape[-1]), o.dtype)
+            s = scale
+            out[y0 * s : y1 * s, x0 * s : x1 * s] = o[(y0 - a) * s : (y1 - a) * s, (x0 - c) * s : (x1 - c) * s]
     return np.clip(out[: h * scale, : w * scale], 0.0, 1.0)
 
 

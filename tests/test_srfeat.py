@@ -263,6 +263,10 @@ def test_tiles_give_the_whole_image_result_where_the_overlap_covers_the_receptiv
     calls.clear()
     evaluation.padded(counted, img, 4, tile=6, overlap=3)  # -> tile 8, overlap 4, on the image padded to 40 x 56
     assert set(calls) == {(1, 16, 16, 3)} and len(calls) == 5 * 7
+    calls.clear()  # a side that fits in one window is not cut; the other is cut into equal tiles (53 -> 5 x 11)
+    strip = evaluation.padded(counted, img[:12], 1, tile=12, overlap=4)
+    np.testing.assert_allclose(strip, evaluation.padded(_blur_twice, img[:12], 1), atol=1e-6)
+    assert set(calls) == {(1, 12, 19, 3)} and len(calls) == 5
 
 
 def test_srfeat_upscales_a_large_image_in_tiles_like_whole():
