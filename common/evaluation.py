@@ -54,8 +54,11 @@ def padded(
     `multiple`."""
     h, w = img.shape[:2]
     x = np.asarray(pad_to_multiple(img, multiple, mode), np.float32)
-    up = lambda v: -(-v // multiple) * multiple  # noqa: E731
-    tile, overlap = up(tile), up(overlap)
+
+    def up(v):  # rounded up to a multiple of `multiple`
+        return -(-v // multiple) * multiple
+
+    tile, overlap, s = up(tile), up(overlap), scale
 
     def split(n):  # (tile, window) along a side of n pixels
         if not tile or n <= tile + 2 * overlap:
@@ -72,8 +75,7 @@ def padded(
             c = min(max(x0 - overlap, 0), x.shape[1] - ww)
             o = np.asarray(fn(x[None, a : a + wh, c : c + ww]))[0]
             if out is None:
-                out = np.empty((x.shape[0] * scale, x.shape[1] * scale, o.shape[-1]), o.dtype)
-            s = scale
+                out = np.empty((x.shape[0] * s, x.shape[1] * s, o.shape[-1]), o.dtype)
             out[y0 * s : y1 * s, x0 * s : x1 * s] = o[(y0 - a) * s : (y1 - a) * s, (x0 - c) * s : (x1 - c) * s]
     return np.clip(out[: h * scale, : w * scale], 0.0, 1.0)
 

@@ -81,7 +81,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval.bucket = 32  # LR inputs are reflect-padded to multiples of this (fewer compilations)
     # LR images with a side over tile + 2·overlap go through G in windows of that side (memory: ~16 GB per
     # LR megapixel at full width on CPU, so a 1080p frame whole would not fit in 24 GB). The overlap covers
-    # G's receptive-field radius (~40 LR pixels at 16 blocks), so the result is the whole-image one. 0 = whole.
+    # G's receptive-field radius (38 LR pixels at 16 blocks), so the result is the whole-image one. 0 = whole.
     c.eval.tile = 512
     c.eval.tile_overlap = 64
     c.eval.num_samples = 3  # images shown in eval/samples.png
