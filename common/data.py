@@ -126,7 +126,8 @@ class BuiltinSource(Sequence):
 class FolderSource(Sequence):
     """Every image under a folder (recursively); decoded on access."""
 
-    def __init__(self, path: str, min_size: int = 0):
+    def __init__(self, path: str, min_size: int = 0, needs: str = ""):
+        """`min_size`: the least side an image may have; `needs` says what needs it (default: the crop)."""
         self.paths = imageio.list_images(path)
         if min_size:
             small = []
@@ -136,9 +137,10 @@ class FolderSource(Sequence):
                     small.append(f"{p} ({h}x{w})")
             if small:
                 more = f" and {len(small) - 5} more" if len(small) > 5 else ""
+                needs = needs or f"the {min_size}-pixel crop; remove them or lower the crop size"
                 raise imageio.ImageError(
-                    f"{len(small)} image(s) in {path} are smaller than the {min_size}-pixel crop: "
-                    f"{', '.join(small[:5])}{more}. Remove them or lower the crop size."
+                    f"{len(small)} image(s) in {path} have a side under {min_size} pixels: "
+                    f"{', '.join(small[:5])}{more} ({needs})"
                 )
 
     def __len__(self):
@@ -207,11 +209,12 @@ def shared_data_dir(name: str) -> str | None:
     return path if os.path.isdir(path) else None
 
 
-def image_sets(spec: str) -> list[tuple[str, Sequence]]:
+def image_sets(spec: str, min_size: int = 0, needs: str = "") -> list[tuple[str, Sequence]]:
     """Named evaluation sets from a comma-separated spec.
 
     Each item is a folder (``../shared/data/set5``; named by its last path
-    component) or ``builtin:NAME+NAME`` (named ``builtin``).
+    component, and refused if an image has a side under `min_size`, for what
+    `needs` says) or ``builtin:NAME+NAME`` (named ``builtin``).
     """
     sets = []
     for item in (s.strip() for s in spec.split(",")):
@@ -222,7 +225,7 @@ def image_sets(spec: str) -> list[tuple[str, Sequence]]:
         else:
             if not os.path.isdir(item):
                 raise ConfigError(f"evaluation set {item!r} is not a folder (nor builtin:NAME+NAME)")
-            sets.append((os.path.basename(os.path.normpath(item)), FolderSource(item)))
+            sets.append((os.path.basename(os.path.normpath(item)), FolderSource(item, min_size, needs)))
     if not sets:
         raise ConfigError(f"no evaluation set in {spec!r}")
     return sets

@@ -27,9 +27,11 @@ def eval_spec(configured: str, shared: Sequence[str], fallback: str) -> str:
     return ",".join(found) if found else fallback
 
 
-def eval_sets(configured: str, shared: Sequence[str], fallback: str) -> list[tuple[str, Sequence]]:
-    """Named image sources of `eval_spec(...)` (common.data.image_sets)."""
-    return data.image_sets(eval_spec(configured, shared, fallback))
+def eval_sets(configured: str, shared: Sequence[str], fallback: str, min_size: int = 0) -> list[tuple[str, Sequence]]:
+    """Named image sources of `eval_spec(...)` (common.data.image_sets); a folder with an image whose side is
+    under `min_size` (what the method's scores need) is an error listing them."""
+    needs = f"the scores need {min_size} pixels a side (LPIPS-alex {lpips.MIN_SIDE['alex']}, SSIM 11); remove them"
+    return data.image_sets(eval_spec(configured, shared, fallback), min_size, needs)
 
 
 def pad_to_multiple(img: np.ndarray, multiple: int, mode: str = "symmetric") -> np.ndarray:

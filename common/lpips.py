@@ -68,6 +68,11 @@ def distance(feats0, feats1, heads):
     return total
 
 
+# The smallest image side with a finite distance: below it the deepest tapped feature map is empty (the mean
+# over it is NaN). Found by trying every side from 8 to 40.
+MIN_SIDE = {"alex": 31, "vgg": 16}
+
+
 class LPIPS:
     """`LPIPS(net)(x0, x1)` -> per-image distances (N,) of NHWC RGB images in [0, 1] (same shape)."""
 
@@ -94,6 +99,11 @@ class LPIPS:
             return self(x0[None], x1[None])[0]
         if x0.shape != x1.shape:
             raise ValueError(f"LPIPS needs images of one shape, got {x0.shape} and {x1.shape}")
+        if min(x0.shape[1:3]) < MIN_SIDE[self.net]:
+            raise ValueError(
+                f"LPIPS-{self.net} needs images of at least {MIN_SIDE[self.net]} pixels a side, got "
+                f"{x0.shape[1]}x{x0.shape[2]}"
+            )
         return np.asarray(self._fn(self._trunk, self._heads, x0, x1))
 
 

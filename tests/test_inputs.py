@@ -133,6 +133,22 @@ def test_folder_source_errors(tmp_path):
     assert len(src) == 2 and src[0]["image"].shape[-1] == 3
 
 
+def test_an_evaluation_folder_with_images_too_small_to_score_is_refused(tmp_path):
+    """LPIPS-alex is NaN below 31 pixels a side: such images are named before any score, not averaged as NaN."""
+    from common import evaluation, lpips
+
+    _save(tmp_path / "ok.png", np.zeros((40, 50, 3), np.uint8))
+    _save(tmp_path / "tiny.png", np.zeros((1, 1, 3), np.uint8))
+    with pytest.raises(UserError, match=r"tiny.png \(1x1\) \(the scores need 40 pixels a side \(LPIPS-alex 31"):
+        evaluation.eval_sets(str(tmp_path), (), "", 40)
+    assert len(evaluation.eval_sets(str(tmp_path), (), "", 0)[0][1]) == 2  # no minimum: both
+    for net, side in lpips.MIN_SIDE.items():  # the smallest side scores finite, one pixel less is an error
+        a = np.random.default_rng(0).random((side, side + 3, 3)).astype(np.float32)
+        assert np.isfinite(lpips.score(a, 0.9 * a, net))
+        with pytest.raises(ValueError, match=f"LPIPS-{net} needs images of at least {side} pixels a side"):
+            lpips.score(a[1:], 0.9 * a[1:], net)
+
+
 def test_builtin_source_prefers_a_shared_photo_folder_when_present(tmp_path, monkeypatch):
     from configs.base import source
 

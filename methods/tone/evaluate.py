@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from common import checkpoint, degrade, evaluation, imageio, metrics, resize
+from common import checkpoint, degrade, evaluation, imageio, lpips, metrics, resize
 from methods.tone import data as tone_data
 
 FALLBACK_EVAL = "builtin:grace_hopper"
@@ -118,7 +118,7 @@ class Evaluator:
             return record, [orig, x, a, g]
 
         rows = []
-        for name, source in evaluation.eval_sets(ev.data, ("kodak",), FALLBACK_EVAL):
+        for name, source in evaluation.eval_sets(ev.data, ("kodak",), FALLBACK_EVAL, lpips.MIN_SIDE["alex"]):
             per, set_rows = evaluation.score_images(source, score, num_samples=ev.num_samples - len(rows))
             rows += set_rows
             results["sets"][name] = {
