@@ -55,6 +55,8 @@ def padded(
     result is the whole-image one (to float rounding). `tile` and `overlap` round up to multiples of
     `multiple`."""
     h, w = img.shape[:2]
+    if not (h and w):
+        raise ValueError(f"padded: the image is empty ({h}x{w})")
     x = np.asarray(pad_to_multiple(img, multiple, mode), np.float32)
 
     def up(v):  # rounded up to a multiple of `multiple`

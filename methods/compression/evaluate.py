@@ -151,9 +151,8 @@ class Evaluator:
         return imageio.grid(rows)
 
     def _images(self):
-        (name, source) = evaluation.eval_sets(self.config.eval.data, ("kodak",), FALLBACK_EVAL, lpips.MIN_SIDE["alex"])[
-            0
-        ]
+        least = lpips.MIN_SIDE["alex"]
+        (name, source) = evaluation.eval_sets(self.config.eval.data, ("kodak",), FALLBACK_EVAL, least)[0]
         n = len(source) if not self.config.eval.max_images else min(len(source), self.config.eval.max_images)
         out = []
         for i in range(n):
