@@ -1,5 +1,5 @@
-"""Run settings and patch sizes that cannot work are one-line config errors; a diverged run says so in one line
-and keeps its last good checkpoint."""
+"""Run settings and patch sizes that cannot work, a workdir that cannot be made and a damaged checkpoint are
+one-line config errors; a diverged run says so in one line and keeps its last good checkpoint."""
 
 import os
 
