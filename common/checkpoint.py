@@ -27,9 +27,11 @@ _UNREADABLE = ("FAILED_PRECONDITION", "NOT_FOUND", "DATA_LOSS", "OUT_OF_RANGE", 
 
 
 def _drop_closed_loop_errors(previous, unraisable) -> None:
-    """sys.unraisablehook that drops the "Event loop is closed" errors of orbax's reads left running."""
+    """sys.unraisablehook that drops what orbax's reads left running after a failed one raise later: "Event
+    loop is closed", and their own read errors when their coroutines are collected."""
     e = unraisable.exc_value
-    if not (isinstance(e, RuntimeError) and str(e) == "Event loop is closed"):
+    closed = isinstance(e, RuntimeError) and str(e) == "Event loop is closed"
+    if not (closed or any(code in str(e) for code in _UNREADABLE)):
         previous(unraisable)
 
 
@@ -38,8 +40,8 @@ def _reading(step_dir: str):
     """An orbax restore of `step_dir`: files it cannot read are a ConfigError naming the folder.
 
     When one read fails, orbax's other reads finish after its event loop has closed, and each would print a
-    "RuntimeError: Event loop is closed" traceback (an unraisable exception) under the error: a failed read
-    leaves a hook that drops exactly those."""
+    "RuntimeError: Event loop is closed" traceback (an unraisable exception) under the error, or its own read
+    error when its coroutine is collected: a failed read leaves a hook that drops exactly those."""
     previous = sys.unraisablehook
     sys.unraisablehook = functools.partial(_drop_closed_loop_errors, previous)
     try:
