@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from common import checkpoint, conv, logger, sharding
-from common.errors import ConfigError
+from common.errors import ConfigError, UserError
 
 State = TypeVar("State")  # a flax.struct.dataclass with a `step` field
 Batch = dict  # str -> numpy array (host) or jax.Array (sharded on the mesh's data axis)
@@ -136,7 +136,7 @@ def check_run_settings(config) -> None:
             raise ConfigError(f"config {key}={value!r}: must be an integer >= {least}")
 
 
-class TrainingDiverged(ConfigError, FloatingPointError):
+class TrainingDiverged(UserError, FloatingPointError):
     """A logged metric is NaN or inf; the last checkpoint stays as it was. Reported as one line."""
 
 

@@ -271,13 +271,15 @@ def test_tiles_give_the_whole_image_result_where_the_overlap_covers_the_receptiv
 
 def test_srfeat_upscales_a_large_image_in_tiles_like_whole():
     """G's receptive-field radius at the test size is 12 LR pixels; an overlap of 16 gives the whole result."""
+    from methods.srfeat import evaluate
+
+    c = cfg_mod.get_config("test")
+    state = jax.jit(srfeat.build(c).init)(jax.random.key(0))
+    ev = evaluate.Evaluator(c, sm.Nets(c, None).upscale)  # reads c.eval at each call
+    img = np.random.default_rng(1).random((70, 90, 3)).astype(np.float32)
     results = {}
     for tile in (0, 32):
-        c = cfg_mod.get_config("test")
         c.eval.update(bucket=8, tile=tile, tile_overlap=16)
-        task = srfeat.build(c)
-        state = jax.jit(task.init)(jax.random.key(0))
-        img = np.random.default_rng(1).random((70, 90, 3)).astype(np.float32)
-        results[tile] = task.predict.__self__.upscale(state, img)
+        results[tile] = ev.upscale(state, img)
     assert results[0].shape == (280, 360, 3)
     np.testing.assert_allclose(results[32], results[0], atol=2e-5)
