@@ -2,22 +2,31 @@
 
 import atexit
 import functools
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
+import filelock
 import numpy as np
 import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# One persistent XLA cache per session, shared by this process and every subprocess it starts: the same
-# train/eval functions are compiled by many tests (a run, then its eval and predict modes, the mesh checks).
-_CACHE = tempfile.mkdtemp(prefix="restorejax-xla-cache-")
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
-os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+# The suite runs on pytest-xdist workers (`-n auto --maxprocesses=2` in pyproject's addopts). The controller imports
+# this file first and makes one folder that its workers inherit through the environment: it holds the persistent
+# XLA cache (the same train/eval functions are compiled by many tests and by every subprocess they start), the
+# shared trained runs of the `trained` fixture and the mesh check's results. Whoever made it removes it at exit.
+_SHARED = os.environ.get("RESTOREJAX_TEST_DIR", "")
+if not os.path.isdir(_SHARED):
+    _SHARED = tempfile.mkdtemp(prefix="restorejax-tests-")
+    os.environ["RESTOREJAX_TEST_DIR"] = _SHARED
+    atexit.register(shutil.rmtree, _SHARED, ignore_errors=True)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(_SHARED, "xla-cache")
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 import jax  # noqa: E402
 
@@ -54,50 +63,78 @@ def run_py(args, *, env=None, timeout=600, check=True, devices=1):
 MESH_CHECKS = ("defocus:test", "srfeat:test,gan", "tone:test", "face_sr:test", "compression:test")
 
 
-_MESH_STATES = tempfile.mkdtemp(prefix="restorejax-mesh-states-")
-atexit.register(shutil.rmtree, _MESH_STATES, ignore_errors=True)
-_mesh_job: dict = {}
+_MESH_STATES = os.path.join(_SHARED, "mesh-states")
+_MESH_DONE = os.path.join(_SHARED, "mesh.json")  # {"rc", "stdout", "stderr"}, written when the check ends
+_MESH_WANTED = os.path.join(_SHARED, "mesh.wanted")
+_WORKER = bool(os.environ.get("PYTEST_XDIST_WORKER"))
 
 
 def _start_mesh_check():
-    """Starts every method's mesh check in one 4-device process, in the background (once per session)."""
-    if _mesh_job:
+    """Starts every method's mesh check in one 4-device process in the background, once per test session: the
+    first process to get here claims it. A thread of that process writes `_MESH_DONE` when the check ends."""
+    try:
+        os.close(os.open(os.path.join(_SHARED, "mesh.started"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
         return
+    os.makedirs(_MESH_STATES, exist_ok=True)
     out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
     cmd = [sys.executable, "tests/mesh_check.py", "--save", _MESH_STATES, *MESH_CHECKS]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(4), stdout=out, stderr=err, text=True)
     atexit.register(lambda: proc.poll() is None and proc.kill())
-    _mesh_job.update(proc=proc, out=out, err=err, cmd=" ".join(cmd[1:]))
+
+    def report():
+        try:
+            rc = proc.wait(timeout=900)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = f"killed after 900 s: {proc.wait()}"
+        out.seek(0), err.seek(0)
+        done = {"rc": rc, "cmd": " ".join(cmd[1:]), "stdout": out.read(), "stderr": err.read()}
+        with open(_MESH_DONE + ".tmp", "w") as f:
+            json.dump(done, f)
+        os.replace(_MESH_DONE + ".tmp", _MESH_DONE)
+
+    threading.Thread(target=report, daemon=True).start()
 
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(config, items):
     """When a selected test is marked `mesh_check`, the check starts now: its minute of mostly single-threaded
-    compiling then runs beside the in-process tests instead of in front of the first test that asks. The marked
-    tests run last (in their collected order), so that no test waits on the check while other tests could run:
-    the first one used to wait 40 s for it on a slow day. None of them uses a module-scoped fixture."""
+    compiling then runs beside the other tests instead of in front of the first test that asks. A worker only asks
+    for it; the controller, which outlives every worker, starts it (`pytest_xdist_node_collection_finished`). The
+    marked tests run last (in their collected order), so that no test waits on the check while other tests could
+    run: the first one used to wait 40 s for it on a slow day. None of them uses a module-scoped fixture."""
     marked = [item for item in items if item.get_closest_marker("mesh_check")]
     if marked:
-        _start_mesh_check()
+        if _WORKER:
+            open(_MESH_WANTED, "w").close()
+        else:
+            _start_mesh_check()
         items[:] = [item for item in items if not item.get_closest_marker("mesh_check")] + marked
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """On the controller, once a worker has collected: starts the mesh check if the worker asked for it."""
+    if os.path.exists(_MESH_WANTED):
+        _start_mesh_check()
 
 
 @functools.cache
 def _mesh_results() -> dict:
-    """Every method's mesh check (started on first use if no collected test was marked `mesh_check`)."""
+    """Every method's mesh check (started here on first use if no collected test was marked `mesh_check`)."""
     _start_mesh_check()
-    proc, out, err = _mesh_job["proc"], _mesh_job["out"], _mesh_job["err"]
-    try:
-        proc.wait(timeout=900)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    out.seek(0), err.seek(0)
-    stdout, stderr = out.read(), err.read()
-    if proc.returncode != 0:
-        tail = f"{stdout[-3000:]}\n{stderr[-5000:]}"
-        raise AssertionError(f"python {_mesh_job['cmd']} failed ({proc.returncode}):\n{tail}")
-    return json.loads(stdout.strip().splitlines()[-1])
+    deadline = time.monotonic() + 960
+    while not os.path.exists(_MESH_DONE):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the mesh check wrote no {_MESH_DONE} in 16 minutes")
+        time.sleep(0.2)
+    with open(_MESH_DONE) as f:
+        done = json.load(f)
+    if done["rc"] != 0:
+        tail = f"{done['stdout'][-3000:]}\n{done['stderr'][-5000:]}"
+        raise AssertionError(f"python {done['cmd']} failed ({done['rc']}):\n{tail}")
+    return json.loads(done["stdout"].strip().splitlines()[-1])
 
 
 def mesh_metrics(method: str, variant: str) -> dict:
@@ -123,20 +160,23 @@ def assert_mesh_matches_one_device(method: str, variant: str, *, metric_keys=Non
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory):
+def trained():
     """`trained(CONFIG, *overrides)` -> the workdir of ``launch.py --config=configs/CONFIG`` trained once per
-    session through the CLI and shared by every test that asks for the same run. Treat it as read-only:
-    copy it (`copy_run`) to train further or evaluate into it."""
-    runs = {}
+    session through the CLI and shared by every test (on any worker) that asks for the same run: the first to ask
+    trains it under a file lock while the others wait. Treat it as read-only: copy it (`copy_run`) to train
+    further or evaluate into it."""
 
     def get(config: str, *overrides: str) -> str:
-        key = (config, overrides)
-        if key not in runs:
-            name = "".join(c if c.isalnum() else "_" for c in config + "_".join(overrides))[:60]
-            workdir = str(tmp_path_factory.mktemp(name))
-            run_py(["launch.py", f"--config=configs/{config}", f"--workdir={workdir}", *overrides])
-            runs[key] = workdir
-        return runs[key]
+        key = repr((config, overrides))
+        name = "".join(c if c.isalnum() else "_" for c in config + "_".join(overrides))[:50]
+        workdir = os.path.join(_SHARED, "trained", f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:8]}")
+        os.makedirs(os.path.dirname(workdir), exist_ok=True)
+        with filelock.FileLock(workdir + ".lock"):
+            if not os.path.exists(workdir + ".done"):
+                shutil.rmtree(workdir, ignore_errors=True)  # what a failed attempt left
+                run_py(["launch.py", f"--config=configs/{config}", f"--workdir={workdir}", *overrides])
+                open(workdir + ".done", "w").close()
+        return workdir
 
     return get
 
