@@ -23,6 +23,12 @@ def check_size(key: str, value, multiple: int = 1, why: str = "") -> None:
         raise ConfigError(f"config {key}={value!r} must be {need}{f' ({why})' if why else ''}")
 
 
+def check_int(key: str, value, least: int = 0, why: str = "") -> None:
+    """A ConfigError unless config `key`'s `value` (a count, a step, a size in pixels) is an integer ≥ `least`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"config {key}={value!r}: must be an integer >= {least}{f' ({why})' if why else ''}")
+
+
 def run_cli(main, *args, **kwargs):
     """``main(*args, **kwargs)``, with a user's error (a bad config, file or weights; a missing file) printed as
     one line naming it and exit status 1, instead of a traceback."""

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import data, imageio, lpips, metrics
+from common.errors import check_int
 
 
 def eval_spec(configured: str, shared: Sequence[str], fallback: str) -> str:
@@ -39,6 +40,12 @@ def pad_to_multiple(img: np.ndarray, multiple: int, mode: str = "symmetric") -> 
     h, w = img.shape[:2]
     ph, pw = (-h) % multiple, (-w) % multiple
     return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode=mode) if (ph or pw) else img
+
+
+def check_tiling(config) -> None:
+    """A ConfigError unless `eval.tile` and `eval.tile_overlap` (the windows of `padded`) are integers ≥ 0."""
+    for key in ("tile", "tile_overlap"):
+        check_int(f"eval.{key}", config.eval[key], 0, "0: whole images")
 
 
 def padded(

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from common import checkpoint, conv, logger, sharding
-from common.errors import ConfigError, UserError
+from common.errors import ConfigError, UserError, check_int
 
 State = TypeVar("State")  # a flax.struct.dataclass with a `step` field
 Batch = dict  # str -> numpy array (host) or jax.Array (sharded on the mesh's data axis)
@@ -131,9 +131,8 @@ _RUN_SETTINGS_MIN = {
 def check_run_settings(config) -> None:
     """A ConfigError naming the first run setting that is not an integer at least its minimum."""
     for key, least in _RUN_SETTINGS_MIN.items():
-        value = config.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
-            raise ConfigError(f"config {key}={value!r}: must be an integer >= {least}")
+        if config.get(key) is not None:
+            check_int(key, config.get(key), least)
 
 
 class TrainingDiverged(UserError, FloatingPointError):

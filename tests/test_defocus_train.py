@@ -38,6 +38,30 @@ def test_one_step_in_process_all_ablations():
         assert all(np.isfinite(float(v)) for v in metrics.values())
 
 
+def test_a_large_photo_is_mapped_in_windows_like_whole():
+    """The map's receptive-field radius is 206 pixels; windows with a 240-pixel overlap give the whole map."""
+    from configs import defocus as cfg_mod
+    from methods import defocus
+
+    c = cfg_mod.get_config("test")
+    task = defocus.build(c)
+    ev = task.predict.__self__  # reads c.eval at each call
+    state = jax.jit(task.init)(jax.random.key(0))
+    img = np.random.default_rng(2).random((40, 700, 3)).astype(np.float32)
+    shapes, maps = [], ev.maps
+    ev.maps = lambda st, x: shapes.append(x.shape) or maps(st, x)
+    c.eval.update(tile=0, tile_overlap=240)
+    whole = ev.whole_map(state, img)
+    c.eval.tile = 128  # 700 > 128 + 2·240: six tiles of 128, each seen in a 608-wide window
+    tiled = ev.whole_map(state, img)
+    assert shapes == [(1, 48, 704, 3)] + [(1, 48, 608, 3)] * 6
+    assert whole.shape == (40, 700)
+    np.testing.assert_allclose(tiled, whole, atol=1e-6)
+    c.eval.tile = -1
+    with pytest.raises(defocus.ConfigError, match="eval.tile=-1"):
+        defocus.build(c)
+
+
 @pytest.mark.mesh_check
 def test_four_device_mesh_matches_one_device_and_does_not_retrace():
     assert_mesh_matches_one_device("defocus", "test", metric_keys=["loss/main"])

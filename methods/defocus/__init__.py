@@ -13,7 +13,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from common import conv, trainer, vgg
+from common import conv, evaluation, trainer, vgg
 from common import data as common_data
 from common.errors import ConfigError, check_size
 from methods.defocus import data, evaluate, model
@@ -22,6 +22,7 @@ from methods.defocus import data, evaluate, model
 def check_config(config) -> None:
     for name, size in (("data.crop", config.data.crop), ("eval.crop", config.eval.crop)):
         check_size(name, size, 16, "B down-samples 4 times")
+    evaluation.check_tiling(config)
     if config.model.sharp_loss not in ("mse", "bce"):
         raise ConfigError(f"config model.sharp_loss={config.model.sharp_loss!r}: expected 'mse' or 'bce'")
     if config.data.real.kind not in ("proxy", "same-as-masked"):

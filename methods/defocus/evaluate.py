@@ -73,8 +73,11 @@ class Evaluator:
         return np.concatenate(out)
 
     def whole_map(self, state, img: np.ndarray) -> np.ndarray:
-        """(H, W) map of one image of any size ≥ 16 (reflect-padded to a multiple of 16, cropped back)."""
-        return evaluation.padded(lambda x: self.maps(state, x), img, 16, mode="reflect")[..., 0]
+        """(H, W) map of one image of any size ≥ 16 (reflect-padded to a multiple of 16, cropped back; a large one
+        in overlapping windows, `eval.tile`)."""
+        e = self.config.eval
+        fn = lambda x: self.maps(state, x)  # noqa: E731
+        return evaluation.padded(fn, img, 16, mode="reflect", tile=e.tile, overlap=e.tile_overlap)[..., 0]
 
     def train_samples(self, state, batch) -> np.ndarray:
         x, y = batch["syn_image"][:3], batch["syn_label"][:3]

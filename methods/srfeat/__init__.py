@@ -14,7 +14,7 @@ import json
 import jax
 import jax.numpy as jnp
 
-from common import checkpoint, conv, logger, trainer, vgg
+from common import checkpoint, conv, evaluation, logger, trainer, vgg
 from common import data as common_data
 from common.errors import ConfigError, check_size
 from methods.srfeat import data, evaluate, model
@@ -23,6 +23,7 @@ from methods.srfeat import data, evaluate, model
 def check_config(config) -> None:
     model.upsampling_factors(config.model.scale)
     check_size("data.lr_size", config.data.lr_size)
+    evaluation.check_tiling(config)
     if config.stage not in ("pretrain", "gan"):
         raise ConfigError(f"config stage={config.stage!r}: expected 'pretrain' or 'gan'")
     if config.disc.schedule not in ("alternate", "simultaneous"):
