@@ -2,7 +2,7 @@
 
     pip install -e '.[torch]'
     python benchmarks/vs_torch.py [--steps 5] [--threads N] [--only srfeat_g,srfeat_gan,dmenet_b]
-        [--small]
+        [--conv_weight_grad auto,xla] [--settle 1] [--small]
 
 Steps (the authors' sizes; ``--small`` shrinks every one for a quick look):
 
@@ -14,9 +14,13 @@ Steps (the authors' sizes; ``--small`` shrinks every one for a quick look):
 
 The PyTorch networks are written here layer for layer (same shapes, same FLOPs; eager mode,
 channels-last, Adam). Weights are not shared: the timing does not depend on them. Both sides run on
-the same thread count. Each figure is the median of ``--steps`` steps after two warm-up steps. GFLOP/s
-uses XLA's FLOP count of the JAX step for both; the machine's peak is estimated as the best of a few
-large float32 matmuls in JAX (the fastest kernel either library has here).
+the same thread count. The PyTorch step and the JAX step under each ``--conv_weight_grad`` mode are
+timed in interleaved rounds (`benchmarks/timing.py`), so a drift in the shared machine's speed falls on all
+alike: each round gives every step a turn of ``--settle`` untimed calls (1: a JAX step right after a
+PyTorch one is 40% slower, its huge pages to be found again) and one timed call. Step times are medians of
+``--steps`` rounds after one warm-up round; JAX/PyTorch is the median of the per-round ratios, with their
+range. GFLOP/s uses XLA's FLOP count of the JAX step for both; the machine's peak is estimated as the best
+of a few large float32 matmuls in JAX (the fastest kernel either library has here).
 """
 
 from __future__ import annotations
@@ -36,6 +40,12 @@ def parse():
     p.add_argument("--only", default="srfeat_g,srfeat_gan,dmenet_b")
     p.add_argument("--small", action="store_true", help="small shapes (a smoke run, not a comparison)")
     p.add_argument(
+        "--settle",
+        type=int,
+        default=1,
+        help="untimed calls before each timed one, so each step runs in its own steady state (benchmarks/timing.py)",
+    )
+    p.add_argument(
         "--conv_weight_grad",
         default="auto,xla",
         help="comma-separated config.conv_weight_grad modes to time the JAX step under, one row each",
@@ -52,6 +62,7 @@ if ARGS.threads < (os.cpu_count() or 1):
     os.sched_setaffinity(0, set(range(ARGS.threads)))
 
 import numpy as np  # noqa: E402
+import timing  # noqa: E402  (benchmarks/, this script's folder)
 
 try:
     import torch  # noqa: E402
@@ -291,7 +302,7 @@ def jax_step(config_file: str, variant: str, overrides: dict, mode: str):
     weight gradients under `mode` (``config.conv_weight_grad``)."""
     import importlib
 
-    from common import sharding, trainer
+    from common import conv, sharding, trainer
 
     config = importlib.import_module(f"configs.{config_file}").get_config(variant)
     config.update_from_flattened_dict({**overrides, "conv_weight_grad": mode})  # locked: misspelt keys fail
@@ -306,6 +317,8 @@ def jax_step(config_file: str, variant: str, overrides: dict, mode: str):
         box["state"], m = run.step(box["state"], batch, run.key, run.frozen)
         return m
 
+    with conv.weight_grad(mode):  # compiled now, under its own mode: the mode is read when a step is traced
+        _wait(step())
     return step, flops
 
 
@@ -315,17 +328,6 @@ def _wait(out):
         out.item()
     else:
         jax.block_until_ready(out)
-
-
-def timed(step, n: int) -> float:
-    for _ in range(2):
-        _wait(step())
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        _wait(step())
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
 
 
 def matmul_peak() -> float:
@@ -365,22 +367,25 @@ def main():
     peak = matmul_peak()
     print(f"float32 matmul peak (XLA, 2048^3): {peak:.1f} GFLOP/s")
     print(
-        f"{'step [conv_weight_grad]':<22} {'jax s':>8} {'torch s':>8} {'jax/torch throughput':>21} {'GFLOP':>8} "
+        f"{'step [conv_weight_grad]':<22} {'jax s':>8} {'torch s':>8} {'jax/torch (range)':>21} {'GFLOP':>8} "
         f"{'jax GF/s':>9} {'torch GF/s':>10} {'jax %peak':>9}"
     )
     modes = ARGS.conv_weight_grad.split(",")
     for name in ARGS.only.split(","):
         make_torch, (cfg, variant, overrides) = cases[name]
-        tt = timed(make_torch(), ARGS.steps)
+        steps, flops = {"torch": make_torch()}, {}
         for mode in modes:
-            jstep, flops = jax_step(cfg, variant, overrides, mode)
-            tj = timed(jstep, ARGS.steps)
-            del jstep
-            gf = flops / 1e9
+            steps[mode], flops[mode] = jax_step(cfg, variant, overrides, mode)
+        times = timing.interleaved(steps, ARGS.steps, warmup=1, settle=ARGS.settle, wait=_wait)
+        del steps
+        tt = float(np.median(times["torch"]))
+        for mode in modes:
+            tj, gf = float(np.median(times[mode])), flops[mode] / 1e9
+            mid, low, high = timing.ratio(times["torch"], times[mode])
             label = f"{name} [{mode}]"
             print(
-                f"{label:<22} {tj:8.3f} {tt:8.3f} {tt / tj:21.2f} {gf:8.1f} {gf / tj:9.1f} {gf / tt:10.1f} "
-                f"{100 * gf / tj / peak:8.0f}%",
+                f"{label:<22} {tj:8.3f} {tt:8.3f} {mid:8.2f} ({low:.2f}-{high:.2f}) {gf:8.1f} {gf / tj:9.1f} "
+                f"{gf / tt:10.1f} {100 * gf / tj / peak:8.0f}%",
                 flush=True,
             )
 

@@ -52,3 +52,33 @@ def test_parse_rejects_unknown_names(capsys):
             tt.parse(argv)
     assert "float16" in capsys.readouterr().err
     assert tt.parse(["--methods", "tone", "--variant", "quick"]).variant == "quick"
+
+
+def test_interleaved_rotates_the_order_and_pairs_each_round():
+    """benchmarks/timing.py on a fake clock: each step runs once a round, in an order rotated each round, and a
+    slow spell of the machine (every call of round 1 twice as long) cancels out of the per-round ratio."""
+    import timing
+
+    now, calls, slow = [0.0], [], [range(7, 10)]
+    cost = {"a": 1.0, "b": 3.0, "c": 2.0}
+
+    def step(name):
+        def run():
+            calls.append(name)
+            now[0] += cost[name] * (2.0 if len(calls) in slow[0] else 1.0)  # calls 7-9: round 1, after 1 warm-up round
+
+        return run
+
+    times = timing.interleaved({k: step(k) for k in cost}, 3, warmup=1, clock=lambda: now[0])
+    assert calls == [*"abc", *"abc", *"bca", *"cab"]  # a warm-up round, then rounds rotated by 0, 1, 2
+    assert times == {"a": [1.0, 2.0, 1.0], "b": [3.0, 6.0, 3.0], "c": [2.0, 4.0, 2.0]}
+    assert timing.ratio(times["b"], times["a"]) == (3.0, 3.0, 3.0)
+    assert timing.ratio([2.0, 4.0, 9.0], [1.0, 1.0, 1.0]) == (4.0, 2.0, 9.0)
+    calls.clear()
+    slow[0] = range(0)
+    settled = timing.interleaved({k: step(k) for k in "ab"}, 2, warmup=0, settle=2, clock=lambda: now[0])
+    assert calls == [*"aaabbb", *"bbbaaa"] and settled == {"a": [1.0, 1.0], "b": [3.0, 3.0]}
+    with pytest.raises(ValueError, match="equally long"):
+        timing.ratio([1.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="rounds=0"):
+        timing.interleaved({"a": step("a")}, 0)
