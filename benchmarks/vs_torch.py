@@ -50,7 +50,13 @@ def parse():
         default="auto,xla",
         help="comma-separated config.conv_weight_grad modes to time the JAX step under, one row each",
     )
-    return p.parse_args()
+    a = p.parse_args()
+    if a.steps < 1 or a.settle < 0:
+        p.error(f"--steps must be at least 1 and --settle at least 0 (got {a.steps} and {a.settle})")
+    unknown = set(a.only.split(",")) - {"srfeat_g", "srfeat_gan", "dmenet_b"}
+    if unknown:
+        p.error(f"--only: unknown step(s) {', '.join(sorted(unknown))}; use srfeat_g, srfeat_gan, dmenet_b")
+    return a
 
 
 ARGS = parse()
