@@ -10,7 +10,8 @@
 
 It prints a markdown table (step time, images/s, XLA's GFLOP per step, achieved TFLOP/s, MFU, peak device
 memory, compile + first step) with the device named, ready for the README. A run that fails or runs past
-``--timeout`` gets a row with its last error line, the others go on, and the exit status is 1.
+``--timeout`` gets a row with its last error line, the others go on, and the exit status is 1. Each row is
+also printed to stderr as soon as its run ends, so a session stopped midway keeps the rows it finished.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def main(argv=None):
                 failed += "error" in r
                 device = device or (f"{r['device']} x{r['devices']}" if "device" in r else None)
                 rows.append(row(METHODS[method][0], precision, r, args.peak_tflops))
+                print(rows[-1], file=sys.stderr, flush=True)  # a run cut off by its caller keeps finished rows
     variant = args.variant or "default"
     print(f"\nDevice: {device or 'unknown (every run failed)'}; variant: {variant}; {args.steps} timed steps a run")
     if args.peak_tflops:

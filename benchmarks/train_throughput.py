@@ -61,7 +61,7 @@ def bench(config, steps: int, data_batches: int) -> dict:
     stats = jax.local_devices()[0].memory_stats() or {}  # None on CPU
     flops = trainer.step_flops(task, run.mesh, state, batch, run.key, run.frozen)
     return {
-        "gflop_per_step": flops / 1e9,  # XLA's count, per device
+        "gflop_per_step": flops / 1e9,  # per device, counted on the HLO before compiling (trainer.hlo_flops)
         "peak_memory_gib": stats.get("peak_bytes_in_use", 0) / 2**30 or None,
         "images_per_step": task.images_per_step,
         "first_step_s": compile_s,

@@ -46,6 +46,25 @@ def test_run_one_reads_the_json_or_reports_the_last_line(tmp_path):
     assert tt.run_one(slow, out, timeout=0.5) == {"error": "stopped after 0.5 s"}
 
 
+def test_main_prints_each_row_when_its_run_ends(monkeypatch, capsys):
+    """The rows reach stderr one by one (a run stopped midway keeps them), then the table on stdout; a failed
+    run is a row, and the exit status says so."""
+    seen = []
+
+    def fake_run_one(cmd, json_out, timeout):
+        seen.append(capsys.readouterr().err)  # what was printed before this run started
+        ok = {"step_s": 0.5, "images_per_s": 18.0, "gflop_per_step": 300.0, "gflop_per_s": 600.0}
+        ok |= {"peak_memory_gib": 1.0, "first_step_s": 4.0, "device": "Fake GPU", "devices": 1}
+        return ok if "configs/tone.py" in " ".join(cmd) else {"error": "exit 1: boom"}
+
+    monkeypatch.setattr(tt, "run_one", fake_run_one)
+    assert tt.main(["--methods", "tone,compression"]) == 1
+    assert "| tone | float32 | 0.500 |" in seen[1]  # tone's row was out before compression's run began
+    out = capsys.readouterr()
+    assert "| compression | float32 | exit 1: boom |" in out.err
+    assert "Device: Fake GPU x1" in out.out and out.out.count("| tone |") == 1
+
+
 def test_parse_rejects_unknown_names(capsys):
     for argv in (["--methods", "defocus,srfeet"], ["--precisions", "float16"]):
         with pytest.raises(SystemExit):
@@ -82,3 +101,25 @@ def test_interleaved_rotates_the_order_and_pairs_each_round():
         timing.ratio([1.0], [1.0, 2.0])
     with pytest.raises(ValueError, match="rounds=0"):
         timing.interleaved({"a": step("a")}, 0)
+
+
+def test_hlo_flops_counts_convolutions_before_the_backend_rewrites_them():
+    """The FLOP count behind MFU: 2·N·Ho·Wo·k²·Cin·Cout multiply-adds for a valid convolution (XLA counts
+    only the taps inside the image), three times that for its train step (forward, input gradient, weight
+    gradient), and a data-parallel device's share of it."""
+    import jax
+    import jax.numpy as jnp
+
+    from common import trainer
+
+    n, h, w, cin, cout, k = 2, 12, 10, 3, 5, 3
+    x, kern = jnp.ones((n, h, w, cin)), jnp.ones((k, k, cin, cout))
+
+    def conv(x, kern):
+        return jax.lax.conv_general_dilated(x, kern, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    fwd = 2 * n * (h - k + 1) * (w - k + 1) * k * k * cin * cout
+    assert trainer.hlo_flops(jax.jit(conv).lower(x, kern)) == pytest.approx(fwd, rel=1e-6)
+    step = jax.jit(jax.value_and_grad(lambda x, kern: conv(x, kern).sum(), argnums=(0, 1))).lower(x, kern)
+    assert trainer.hlo_flops(step) == pytest.approx(3 * fwd, rel=0.02)  # + the sum's few adds
+    assert trainer.hlo_flops(step, devices=4) == pytest.approx(trainer.hlo_flops(step) / 4)
