@@ -57,7 +57,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.noise_sigma = (0.01, 0.05)
     c.data.blur_sigma = (0.4, 1.2)
     c.data.jpeg_quality = (40, 90)
-    c.data.threads = 2
+    c.data.threads = 0  # grain read threads; 0: one per CPU core (common.data.read_threads)
     c.data.train = source(FACE_IMAGES)
 
     c.eval = ml_collections.ConfigDict()

@@ -71,7 +71,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.lr_size = 74  # LR patch side; HR = lr_size * scale
     c.data.quantize_lr = True  # round LR to 8 bits, like LR images stored as PNG
-    c.data.threads = 2
+    c.data.threads = 0  # grain read threads; 0: one per CPU core (common.data.read_threads)
     c.data.train = source(TRAIN_IMAGES)
 
     c.eval = ml_collections.ConfigDict()

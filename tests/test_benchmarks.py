@@ -25,13 +25,13 @@ def test_command_combines_variants_and_overrides():
 
 def test_rows_fill_every_column():
     r = {"step_s": 0.5, "images_per_s": 18.0, "gflop_per_step": 300.0, "gflop_per_s": 600.0}
-    r |= {"peak_memory_gib": 12.345, "first_step_s": 41.0}
-    for peak, columns in ((0.0, 8), (989.0, 9)):
+    r |= {"peak_memory_gib": 12.345, "first_step_s": 41.0, "pipeline_images_per_s": 7.25}
+    for peak, columns in ((0.0, 9), (989.0, 10)):
         ok = tt.row("tone", "float32", r, peak)
         err = tt.row("tone", "float32", {"error": "exit 1: a | b"}, peak)  # the message's pipe is escaped
         assert ok.count("|") == err.replace("\\|", "").count("|") == columns + 1 and "a \\| b" in err
     cells = [c.strip() for c in tt.row("tone", "bfloat16", r, 1.2).split("|")[1:-1]]
-    assert cells == ["tone", "bfloat16", "0.500", "18.0", "300", "0.60", "50.0%", "12.35", "41.0"]
+    assert cells == ["tone", "bfloat16", "0.500", "18.0", "7.2", "300", "0.60", "50.0%", "12.35", "41.0"]
     assert "| n/a |" in tt.row("tone", "float32", {**r, "peak_memory_gib": None}, 0.0)  # CPU: no memory stats
 
 

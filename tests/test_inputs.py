@@ -206,6 +206,26 @@ def test_pipeline_is_deterministic_and_resumable():
     assert not np.array_equal(next(other)["x"], first[0])
 
 
+def test_read_threads_follow_the_machine_unless_set(monkeypatch):
+    """data.threads=0 (the default variants): one thread per core this process may use, at most 16; a set
+    value is kept (the stream is the same for any count, above); a negative or fractional one is a one-line
+    error naming the key."""
+    import ml_collections
+
+    from common.errors import ConfigError
+
+    def cfg(threads):
+        return ml_collections.ConfigDict({"data": {"threads": threads}})
+
+    for cores, want in ((1, 1), (6, 6), (64, data.AUTO_THREADS_MAX)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
+        assert data.read_threads(cfg(0)) == want
+        assert data.read_threads(cfg(3)) == 3
+    for bad in (-1, 1.5):
+        with pytest.raises(ConfigError, match=r"data\.threads"):
+            data.read_threads(cfg(bad))
+
+
 def test_disparity_to_depth_fills_invalid():
     disp = np.array([[1.0, np.inf], [0.0, 2.0]])
     d = data.disparity_to_depth(disp)
