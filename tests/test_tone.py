@@ -104,6 +104,31 @@ def test_enhancement_registry_and_its_errors():
         td.enhance(img, "hist_eq", {"clip_limit": 0.1})
 
 
+def test_enhancements_match_scikit_images_hsv_round_trip():
+    """A = CLAHE / histogram equalisation of the HSV value + a saturation boost, computed in RGB
+    (`td._recolour`), against the HSV transcription: skimage's rgb2hsv, the edit, hsv2rgb. Grey, black,
+    white and fully saturated pixels included, and a boost that clips S at 1."""
+    from skimage import color, exposure
+
+    img = np.random.default_rng(3).random((40, 48, 3))
+    img[0, :8] = [[0, 0, 0], [1, 1, 1], [0.3, 0.3, 0.3], [1, 0, 0], [0, 1, 0.5], [0.2, 0, 0.9], [1, 1, 0], [0, 0, 1e-9]]
+
+    def via_hsv(value_fn, saturation):
+        hsv = color.rgb2hsv(img)
+        hsv[..., 2] = value_fn(hsv[..., 2])
+        hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 1)
+        return color.hsv2rgb(hsv)
+
+    for sat in (1.5, 3.0, 0.5):
+        want = via_hsv(lambda v: exposure.equalize_adapthist(v, clip_limit=0.02), sat)
+        np.testing.assert_allclose(td._clahe_saturation(img, 0.02, sat), want, atol=1e-12)
+        np.testing.assert_allclose(td._hist_eq(img, sat), via_hsv(exposure.equalize_hist, sat), atol=1e-12)
+    # and skimage's own RGB CLAHE (it equalises the HSV value), then the boost, as A was first written
+    hsv = color.rgb2hsv(exposure.equalize_adapthist(img, clip_limit=0.02))
+    hsv[..., 1] = np.clip(hsv[..., 1] * 1.5, 0, 1)
+    np.testing.assert_allclose(td._clahe_saturation(img), color.hsv2rgb(hsv), atol=1e-9)
+
+
 @pytest.mark.mesh_check
 def test_four_device_mesh_matches_one_device_for_the_three_network_step():
     assert_mesh_matches_one_device("tone", "test")

@@ -16,24 +16,34 @@ from common.errors import ConfigError
 # ----------------------------------------------------------------------------- the fixed enhancement algorithms A
 
 
-def _clahe_saturation(img, clip_limit: float = 0.02, saturation: float = 1.5):
-    """CLAHE on the HSV value channel (scikit-image) + a saturation boost."""
-    from skimage import color, exposure
+def _recolour(img, value, saturation: float):
+    """`img` (RGB) with its HSV value replaced by `value` and its saturation times `saturation` (clipped to
+    [0, 1]), hue kept: what skimage's rgb2hsv → edit → hsv2rgb gives, without the round trip through HSV.
 
-    out = exposure.equalize_adapthist(img, clip_limit=clip_limit)
-    hsv = color.rgb2hsv(out)
-    hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 1)
-    return color.hsv2rgb(hsv)
+    Each HSV channel is c = V·(1 − S·f(H)), so with V = max(c), S = (V − min(c))/V and f fixed by the hue,
+    c' = V' − V'·(S'/S)·(V − c)/V. A grey pixel (S = 0, black included) becomes (V', V', V')."""
+    v = img.max(axis=-1)
+    chroma = v - img.min(axis=-1)
+    grey = chroma <= 0
+    s = np.where(grey, 1.0, chroma / np.where(v > 0, v, 1.0))
+    k = np.where(grey, 0.0, np.clip(s * saturation, 0.0, 1.0) / s)  # S'/S
+    rel = (v[..., None] - img) / np.where(v > 0, v, 1.0)[..., None]  # S·f(H) per channel
+    return value[..., None] * (1.0 - k[..., None] * rel)
+
+
+def _clahe_saturation(img, clip_limit: float = 0.02, saturation: float = 1.5):
+    """CLAHE on the HSV value channel (scikit-image, as its equalize_adapthist does for RGB) + a saturation
+    boost."""
+    from skimage import exposure
+
+    return _recolour(img, exposure.equalize_adapthist(img.max(axis=-1), clip_limit=clip_limit), saturation)
 
 
 def _hist_eq(img, saturation: float = 1.3):
     """Global histogram equalisation of the value channel + a saturation boost."""
-    from skimage import color, exposure
+    from skimage import exposure
 
-    hsv = color.rgb2hsv(img)
-    hsv[..., 2] = exposure.equalize_hist(hsv[..., 2])
-    hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 1)
-    return color.hsv2rgb(hsv)
+    return _recolour(img, exposure.equalize_hist(img.max(axis=-1)), saturation)
 
 
 def _sigmoid_contrast(img, gain: float = 8.0, cutoff: float = 0.45, gamma: float = 0.8):
