@@ -105,6 +105,38 @@ def test_sigma_from_coc_and_renderer_identity():
     assert out.std() < img.std() * 0.5  # uniform σ=3 blur flattens noise
 
 
+def test_renderer_blurs_each_layer_over_its_box_as_over_the_whole_frame():
+    """render_layers blurs each depth layer only over its box grown by the kernel's reach; a direct
+    transcription that blurs every layer over the whole frame gives the same image (Gaussian: the same
+    sums; disk: FFTs of other sizes), with layers touching the frame's edges and large blurs."""
+    from common import degrade
+
+    def whole_frame(img, depth, coc, n_layers, kernel):
+        edges = np.unique(np.quantile(depth, np.linspace(0, 1, n_layers + 1)))
+        layer = np.clip(np.searchsorted(edges, depth, side="right") - 1, 0, len(edges) - 2)
+        color, alpha = np.zeros_like(img), np.zeros(depth.shape, np.float32)
+        for k in sorted(np.unique(layer), reverse=True):
+            m = (layer == k).astype(np.float32)
+            c = float(coc[layer == k].mean())
+            if kernel == "gaussian":
+                s = float(dd.coc_to_sigma(c))
+                bm, bi = degrade.gaussian_blur(m, s), degrade.gaussian_blur(img * m[..., None], s)
+            else:
+                bm, bi = degrade.disk_blur(m, c / 2), degrade.disk_blur(img * m[..., None], c / 2)
+            color = color * (1.0 - bm[..., None]) + bi
+            alpha = alpha * (1.0 - bm) + bm
+        return np.clip(color / np.maximum(alpha, 1e-6)[..., None], 0.0, 1.0)
+
+    for i in range(6):
+        rng = np.random.default_rng([11, i])
+        img = rng.uniform(size=(72, 60, 3)).astype(np.float32)
+        depth = dd.procedural_depth(rng, 72, 60)
+        coc = (depth.max() - depth) / (depth.max() - depth.min() + 1e-6) * rng.uniform(4, 40)
+        for kernel, tol in (("gaussian", 1e-6), ("disk", 1e-5)):
+            out, _ = dd.render_layers(img, depth, coc, n_layers=8, kernel=kernel)
+            np.testing.assert_allclose(out, whole_frame(img, depth, coc, 8, kernel), atol=tol, err_msg=kernel)
+
+
 def test_synthetic_example_label_matches_rendering():
     from common import data
     from configs import defocus as cfg

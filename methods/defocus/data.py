@@ -99,31 +99,56 @@ def procedural_depth(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- renderer
 
 
+def _blur_radius(kernel: str, coc: float) -> tuple[float, int]:
+    """(the blur's parameter, the kernel's reach in pixels) for a layer of CoC `coc` (common.degrade)."""
+    if kernel == "gaussian":
+        s = float(coc_to_sigma(coc))
+        return s, int(3.0 * s + 0.5) if s > 0 else 0  # ndimage.gaussian_filter at truncate=3
+    if kernel == "disk":
+        r = coc / 2.0
+        return r, (int(np.ceil(max(r, 0.5))) + 1 if r > 0.5 else 0)  # degrade.disk_kernel's half-width
+    raise ValueError(f"unknown defocus kernel {kernel!r}")
+
+
+def _window(sel: np.ndarray, reach: int) -> tuple[slice, slice]:
+    """The box around `sel`'s pixels grown by `reach` (clipped to the image): outside it a blur of anything
+    zero off `sel` is zero, and inside it the reflected border sees only zeros (or the image's own edge), so
+    blurring the box alone gives the whole image's result there."""
+    rows, cols = np.flatnonzero(sel.any(axis=1)), np.flatnonzero(sel.any(axis=0))
+    h, w = sel.shape
+    return (
+        slice(max(rows[0] - reach, 0), min(rows[-1] + 1 + reach, h)),
+        slice(max(cols[0] - reach, 0), min(cols[-1] + 1 + reach, w)),
+    )
+
+
 def render_layers(img: np.ndarray, depth: np.ndarray, coc: np.ndarray, *, n_layers: int, kernel: str):
     """Layered defocus: per depth layer (far → near) blur colour·mask and mask, composite.
 
     Returns (defocused image, per-pixel CoC actually rendered): each layer is
     blurred with the CoC at its mean depth, and the returned map holds that
-    value on the layer's pixels, so labels match the rendering exactly.
+    value on the layer's pixels, so labels match the rendering exactly. Each
+    layer is blurred over its own box (`_window`), which gives the same result
+    as blurring the whole frame.
     """
+    blur = {"gaussian": degrade.gaussian_blur, "disk": degrade.disk_blur}.get(kernel)
+    if blur is None:
+        raise ValueError(f"unknown defocus kernel {kernel!r}")
     edges = np.unique(np.quantile(depth, np.linspace(0, 1, n_layers + 1)))
     layer = np.clip(np.searchsorted(edges, depth, side="right") - 1, 0, len(edges) - 2)
     color = np.zeros_like(img)
     alpha = np.zeros(depth.shape, np.float32)
     rendered = np.zeros(depth.shape, np.float32)
     for k in sorted(np.unique(layer), reverse=True):  # far first; nearer layers occlude
-        m = (layer == k).astype(np.float32)
-        c = float(coc[layer == k].mean())
-        rendered[layer == k] = c
-        if kernel == "gaussian":
-            s = float(coc_to_sigma(c))
-            bm, bi = degrade.gaussian_blur(m, s), degrade.gaussian_blur(img * m[..., None], s)
-        elif kernel == "disk":
-            bm, bi = degrade.disk_blur(m, c / 2.0), degrade.disk_blur(img * m[..., None], c / 2.0)
-        else:
-            raise ValueError(f"unknown defocus kernel {kernel!r}")
-        color = color * (1.0 - bm[..., None]) + bi
-        alpha = alpha * (1.0 - bm) + bm
+        sel = layer == k
+        c = float(coc[sel].mean())
+        rendered[sel] = c
+        param, reach = _blur_radius(kernel, c)
+        win = _window(sel, reach)
+        m = sel[win].astype(np.float32)
+        bm, bi = blur(m, param), blur(img[win] * m[..., None], param)
+        color[win] = color[win] * (1.0 - bm[..., None]) + bi
+        alpha[win] = alpha[win] * (1.0 - bm) + bm
     out = color / np.maximum(alpha, 1e-6)[..., None]
     return np.clip(out, 0.0, 1.0).astype(np.float32), rendered
 
