@@ -99,14 +99,14 @@ def procedural_depth(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- renderer
 
 
-def _blur_radius(kernel: str, coc: float) -> tuple[float, int]:
-    """(the blur's parameter, the kernel's reach in pixels) for a layer of CoC `coc` (common.degrade)."""
+def _layer_blur(kernel: str, coc: float):
+    """(blur function, its parameter, the kernel's reach in pixels) for a layer of CoC `coc` (common.degrade)."""
     if kernel == "gaussian":
         s = float(coc_to_sigma(coc))
-        return s, int(3.0 * s + 0.5) if s > 0 else 0  # ndimage.gaussian_filter at truncate=3
+        return degrade.gaussian_blur, s, (int(3.0 * s + 0.5) if s > 0 else 0)  # gaussian_filter at truncate=3
     if kernel == "disk":
         r = coc / 2.0
-        return r, (int(np.ceil(max(r, 0.5))) + 1 if r > 0.5 else 0)  # degrade.disk_kernel's half-width
+        return degrade.disk_blur, r, (int(np.ceil(max(r, 0.5))) + 1 if r > 0.5 else 0)  # disk_kernel's half-width
     raise ValueError(f"unknown defocus kernel {kernel!r}")
 
 
@@ -131,9 +131,6 @@ def render_layers(img: np.ndarray, depth: np.ndarray, coc: np.ndarray, *, n_laye
     layer is blurred over its own box (`_window`), which gives the same result
     as blurring the whole frame.
     """
-    blur = {"gaussian": degrade.gaussian_blur, "disk": degrade.disk_blur}.get(kernel)
-    if blur is None:
-        raise ValueError(f"unknown defocus kernel {kernel!r}")
     edges = np.unique(np.quantile(depth, np.linspace(0, 1, n_layers + 1)))
     layer = np.clip(np.searchsorted(edges, depth, side="right") - 1, 0, len(edges) - 2)
     color = np.zeros_like(img)
@@ -143,7 +140,7 @@ def render_layers(img: np.ndarray, depth: np.ndarray, coc: np.ndarray, *, n_laye
         sel = layer == k
         c = float(coc[sel].mean())
         rendered[sel] = c
-        param, reach = _blur_radius(kernel, c)
+        blur, param, reach = _layer_blur(kernel, c)
         win = _window(sel, reach)
         m = sel[win].astype(np.float32)
         bm, bi = blur(m, param), blur(img[win] * m[..., None], param)
