@@ -25,9 +25,10 @@ def _recolour(img, value, saturation: float):
     v = img.max(axis=-1)
     chroma = v - img.min(axis=-1)
     grey = chroma <= 0
-    s = np.where(grey, 1.0, chroma / np.where(v > 0, v, 1.0))
+    v_safe = np.where(v > 0, v, 1.0)
+    s = np.where(grey, 1.0, chroma / v_safe)
     k = np.where(grey, 0.0, np.clip(s * saturation, 0.0, 1.0) / s)  # S'/S
-    rel = (v[..., None] - img) / np.where(v > 0, v, 1.0)[..., None]  # S·f(H) per channel
+    rel = (v[..., None] - img) / v_safe[..., None]  # S·f(H) per channel
     return value[..., None] * (1.0 - k[..., None] * rel)
 
 
