@@ -32,10 +32,13 @@ says so; anywhere else it is ``lax.conv_general_dilated``. Other than for those 
 forward pass and the stride-1 input gradient are XLA's own. The choice is made when a function is traced, from
 ``config.conv_weight_grad`` (:func:`configure`):
 
-* ``auto`` (default): on CPU the 1x1 and few-output matmuls at every size, and the im2col weight gradient
-  where the input has at least 16 channels and the weight gradient at least 6 GFLOP
-  (2·N·H_out·W_out·kh·kw·C_in·C_out; below that XLA's own is about as fast); XLA's native kernels on GPU and
-  TPU;
+* ``auto`` (default): on CPU the 1x1 and few-output matmuls at every size; XLA's native kernels on GPU and
+  TPU. Where XLA:CPU's convolutions run in Eigen (what `common` sets on jaxlib 0.10: see
+  :func:`_ynnpack_convolutions`), nothing more: Eigen's weight gradient beat the im2col one on every layer of
+  the benchmarked networks (0.5-0.85 of its time, ``conv_parts.py --sweep``), and its strided gradients the
+  space-to-depth ones (0.83). Where they run in YNNPACK (jaxlib 0.10's own default), also the im2col weight
+  gradient where the input has at least 16 channels and the weight gradient at least 6 GFLOP
+  (2·N·H_out·W_out·kh·kw·C_in·C_out; below that XLA's own is about as fast), and the strided rewrite;
 * ``im2col``: every rewrite wherever it applies, on every backend and at every size;
 * ``xla``: never.
 """
@@ -44,12 +47,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from common import YNN_FLAG
 from common.errors import ConfigError
 
 MODES = ("auto", "im2col", "xla")
@@ -90,6 +95,18 @@ def weight_grad(mode: str):
         yield
     finally:
         _mode = old
+
+
+def _ynnpack_convolutions() -> bool:
+    """Whether XLA:CPU runs convolutions in YNNPACK rather than Eigen, from ``XLA_FLAGS``
+    (``--xla_cpu_experimental_ynn_fusion_type``, the last one given): without the flag, jaxlib's default is
+    taken to be YNNPACK, as it is on jaxlib 0.10 (and the thresholds below were measured on it)."""
+    value = None
+    for flag in os.environ.get("XLA_FLAGS", "").split():
+        name, _, v = flag.partition("=")
+        if name == YNN_FLAG:
+            value = v
+    return value is None or "convolution" in value
 
 
 def _is_nhwc(dimension_numbers, ndim: int) -> bool:
@@ -165,6 +182,8 @@ def conv_general_dilated(
     if s == 1 and co <= _THIN_OUT and kh * kw * co <= ci:
         return _thin(lhs, rhs, pads, precision)
     if _mode == "auto":
+        if not _ynnpack_convolutions():
+            return native(lhs, rhs)
         # smaller than this XLA's own weight gradient is as fast or faster (benchmarks/conv_parts.py --sweep)
         ho, wo = (h + sum(pads[0]) - kh) // s + 1, (w + sum(pads[1]) - kw) // s + 1
         if ci < _MIN_CHANNELS or 2 * n * ho * wo * kh * kw * ci * co < _MIN_FLOPS:

@@ -118,7 +118,7 @@ def test_weight_gradient_matches_the_equation():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_auto_uses_im2col_on_cpu_for_large_convolutions_only():
+def test_auto_uses_im2col_on_cpu_for_large_convolutions_only_when_ynnpack_runs_them(monkeypatch):
     def traced(n, hw, ci, co):  # traced only: no arrays are computed
         x = jax.ShapeDtypeStruct((n, hw, hw, ci), jnp.float32)
         w = jax.ShapeDtypeStruct((3, 3, ci, co), jnp.float32)
@@ -126,9 +126,16 @@ def test_auto_uses_im2col_on_cpu_for_large_convolutions_only():
         with conv.weight_grad("auto"):
             return str(jax.make_jaxpr(jax.grad(f, argnums=1))(x, w))
 
+    flag = "--xla_cpu_experimental_ynn_fusion_type"
+    monkeypatch.setenv("XLA_FLAGS", f"--foo {flag}=individual_dot,reduce,individual_convolution")
     assert _im2col(traced(12, 64, 128, 128))  # 14.5 GFLOP
     assert not _im2col(traced(4, 32, 128, 128))  # 1.2 GFLOP
     assert not _im2col(traced(64, 128, 8, 256))  # 7.7 GFLOP but 8 input channels
+    monkeypatch.setenv("XLA_FLAGS", "--foo")  # no flag: jaxlib 0.10's default, YNNPACK
+    assert _im2col(traced(12, 64, 128, 128))
+    for eigen in ("individual_dot,reduce", "dot"):  # the last flag given wins
+        monkeypatch.setenv("XLA_FLAGS", f"{flag}=individual_convolution {flag}={eigen}")
+        assert not _im2col(traced(12, 64, 128, 128)), eigen
 
 
 def test_auto_uses_matmuls_for_1x1_and_few_output_convolutions_at_any_size():

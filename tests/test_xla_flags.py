@@ -1,28 +1,40 @@
-"""Importing `common` turns off XLA:CPU's concurrency-optimized scheduler, unless the user chose otherwise."""
+"""Importing `common` sets two XLA:CPU flags (the sequential scheduler, Eigen convolutions), unless the user
+chose otherwise or jaxlib is a version they were not checked on."""
 
 from conftest import run_py
 
 import common
 
 SHOW = ["-c", "import os, common; print(os.environ['XLA_FLAGS'])"]
+SCHEDULER = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+EIGEN = "--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce"
 
 
-def test_import_adds_the_scheduler_flag_and_keeps_the_others():
-    low, high = common._CHECKED_JAXLIB
-    checked = low <= common._jaxlib_version() < high  # a newer jaxlib gets no flag until it is checked
+def _checked(window) -> bool:
+    low, high = window
+    return low <= common._jaxlib_version() < high  # a newer jaxlib gets no flag until it is checked
+
+
+def test_import_adds_the_flags_and_keeps_the_others():
     flags = run_py(SHOW).stdout.split()
-    assert ("--xla_cpu_enable_concurrency_optimized_scheduler=false" in flags) == checked
+    assert (SCHEDULER in flags) == _checked(common._CHECKED_JAXLIB)
+    assert (EIGEN in flags) == _checked(common._YNN_CHECKED_JAXLIB)
     assert "--xla_force_host_platform_device_count=1" in flags
 
 
 def test_a_users_own_setting_is_kept():
-    mine = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
-    assert run_py(SHOW, env={"XLA_FLAGS": mine}).stdout.split() == [mine]
+    mine = "--xla_cpu_enable_concurrency_optimized_scheduler=true --xla_cpu_experimental_ynn_fusion_type=dot"
+    assert run_py(SHOW, env={"XLA_FLAGS": mine}).stdout.split() == mine.split()
 
 
 def test_unchecked_jaxlib_versions_get_no_flag(monkeypatch):
-    for version, added in (((0, 6), False), ((0, 7), True), ((0, 10), True), ((0, 11), False), ((1, 0), False)):
-        monkeypatch.setenv("XLA_FLAGS", "--foo")
-        monkeypatch.setattr(common, "_jaxlib_version", lambda v=version: v)
-        common._sequential_cpu_scheduler()
-        assert (common._SCHEDULER_FLAG in common.os.environ["XLA_FLAGS"]) == added, version
+    for flag, value, window in (
+        (common._SCHEDULER_FLAG, "false", common._CHECKED_JAXLIB),
+        (common.YNN_FLAG, "individual_dot,reduce", common._YNN_CHECKED_JAXLIB),
+    ):
+        low, high = window
+        for version, added in ((low[0], low[1] - 1), False), (low, True), (high, False), ((1, 0), False):
+            monkeypatch.setenv("XLA_FLAGS", "--foo")
+            monkeypatch.setattr(common, "_jaxlib_version", lambda v=version: v)
+            common._add_flag(flag, value, window)
+            assert (flag in common.os.environ["XLA_FLAGS"]) == added, (flag, version)
