@@ -1,8 +1,10 @@
 """Convolutions whose gradients (and for 1x1 and few-output layers, forward) avoid XLA:CPU's slow kernels.
 
-XLA:CPU computes a convolution's forward pass and input gradient within 25–35% of oneDNN's rate, but its
-weight gradient at about a third of it, and that is where the CPU train steps lost most to PyTorch
-(``benchmarks/conv_parts.py``). For a stride-1 convolution,
+With its convolutions in YNNPACK (jaxlib 0.10's default), XLA:CPU computes a convolution's forward pass and
+input gradient within 25–35% of oneDNN's rate, but its weight gradient at about a third of it, and that is
+where the CPU train steps lost most to PyTorch (``benchmarks/conv_parts.py``). Importing `common` now hands
+XLA:CPU's convolutions to Eigen instead, whose weight gradient beats the rewrites below; ``auto`` then keeps
+only the 1x1 and few-output matmuls. For a stride-1 convolution,
 
     dW[i, j, ci, co] = Σ_{n, r, c} x_pad[n, r + i, c + j, ci] · g[n, r, c, co],
 
