@@ -5,7 +5,8 @@
 
 One 3x3 convolution of SRFeat's generator at the authors' size (batch 9, 74x74, 128 -> 128 channels) by
 default. JAX: `lax.conv_general_dilated` and the two halves of its VJP, each jitted alone; the weight
-gradient this project uses on CPU (`common.conv.weight_gradient`, a chunked im2col matmul); and three
+gradient `common.conv` uses on CPU under YNNPACK's convolutions (`common.conv.weight_gradient`, a chunked
+im2col matmul; under Eigen's, the default that `common` sets, XLA's own is faster and used); and three
 earlier rewrites of it (per-tap matmuls, a forward convolution with the batch and feature axes
 exchanged, per-tap matmuls over contiguous slices of the row-flattened padded batch). Every rewrite is
 checked against `jax.grad`. PyTorch (when installed): eager, channels-last, the forward and the forward +
@@ -13,7 +14,9 @@ both gradients. Medians, GFLOP/s.
 
 ``--sweep`` times XLA's weight gradient against `common.conv.weight_gradient` on the layer shapes of the
 benchmarked networks (SRFeat's generator, VGG-16 at DMENet's 240x240 crops) and prints the ratio: the
-evidence behind `common.conv`'s size thresholds.
+evidence behind `common.conv`'s size thresholds. Importing `common` puts XLA:CPU's convolutions in Eigen (jaxlib
+0.10); for YNNPACK's figures, run with
+``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce,individual_convolution``.
 """
 
 import argparse
