@@ -27,7 +27,7 @@ import grain
 import jax
 import numpy as np
 
-from common import imageio
+from common import imageio, sharding
 from common.errors import ConfigError, check_int
 
 # name -> loader returning uint8 RGB (H, W, 3)
@@ -293,17 +293,18 @@ AUTO_THREADS_MAX = 16  # each thread keeps two batches in flight; more cores tha
 
 
 def read_threads(config) -> int:
-    """``data.threads``, with 0 meaning one per CPU core this process may use, at most `AUTO_THREADS_MAX`.
+    """``data.threads``, with 0 meaning this process's share of the CPU cores it may use, at most `AUTO_THREADS_MAX`.
 
     The examples are synthesised in numpy/scipy, which release the GIL: on 2 cores, 2 threads gave 1.7-1.8x
     one thread's images/s (DMENet, tone). A GPU outruns 2 threads several times over (README, "Mixed
-    precision"), so the default follows the machine."""
+    precision"), so the default follows the machine. Processes of one run started on the same machine split
+    its cores between them (`common.sharding.processes_on_this_host`) rather than each taking them all."""
     threads = config.data.threads
     check_int("data.threads", threads, 0, "0: one per CPU core")
     if threads:
         return threads
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, AUTO_THREADS_MAX))
+    return max(1, min(cores // sharding.processes_on_this_host(), AUTO_THREADS_MAX))
 
 
 def train_stream(config, make_example: Callable[[], Callable[[np.random.Generator], dict]]):

@@ -7,7 +7,9 @@ BatchNorm statistics are global, so no step ever calls `pmean`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 
 import jax
 import numpy as np
@@ -17,6 +19,7 @@ from jax.sharding import PartitionSpec as P
 from common.errors import ConfigError
 
 DATA = "data"
+_coordinator: str | None = None  # the address `initialize_distributed` joined, when it was given one
 
 
 # The process-group settings, read from these environment variables when not given as flags.
@@ -67,7 +70,30 @@ def initialize_distributed(
     except (ValueError, RuntimeError) as e:
         hint = "" if kwargs else " (no TPU pod, Slurm or Open MPI found: give the coordinator, count and id)"
         raise ConfigError(f"jax.distributed.initialize({kwargs or ''}) failed: {type(e).__name__}: {e}{hint}") from e
+    global _coordinator
+    _coordinator = kwargs.get("coordinator_address")
     return True
+
+
+def _is_this_host(address: str) -> bool:
+    """Whether a ``host:port`` address names this machine (a loopback address or this host's name)."""
+    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+    if host.lower() in ("localhost", socket.gethostname().lower()):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def processes_on_this_host() -> int:
+    """How many processes of the run share this machine's cores, as far as this process can tell.
+
+    All of them when the coordinator it joined by hand is this machine (``--coordinator_address=localhost:…``,
+    several processes started on one host); otherwise 1. Launchers that bind each task to its own cores (Slurm,
+    ``mpirun --bind-to``) already shrink the CPU affinity that `common.data.read_threads` counts."""
+    n = jax.process_count()
+    return n if n > 1 and _coordinator and _is_this_host(_coordinator) else 1
 
 
 def host_local(tree):

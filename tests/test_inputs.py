@@ -4,6 +4,7 @@ import os
 import struct
 import zlib
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -224,6 +225,34 @@ def test_read_threads_follow_the_machine_unless_set(monkeypatch):
     for bad in (-1, 1.5):
         with pytest.raises(ConfigError, match=r"data\.threads"):
             data.read_threads(cfg(bad))
+
+
+def test_read_threads_split_the_cores_between_processes_on_one_host(monkeypatch):
+    """Several processes of one run started on this machine (coordinator on a loopback address or this host's
+    name) share its cores: each takes cores // processes, at least 1. A coordinator elsewhere leaves the count
+    alone (a launcher that shares a host binds each task's affinity itself)."""
+    import socket
+
+    import ml_collections
+
+    from common import sharding
+
+    config = ml_collections.ConfigDict({"data": {"threads": 0}})
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    monkeypatch.setattr(jax, "process_count", lambda: 4)
+    for here in ("localhost:1234", "127.0.0.1:1234", "[::1]:1234", f"{socket.gethostname()}:99"):
+        monkeypatch.setattr(sharding, "_coordinator", here)
+        assert sharding.processes_on_this_host() == 4, here
+        assert data.read_threads(config) == 1  # 6 cores // 4 processes
+    for elsewhere in ("10.1.2.3:1234", "node-17.cluster:1234", None):
+        monkeypatch.setattr(sharding, "_coordinator", elsewhere)
+        assert sharding.processes_on_this_host() == 1, elsewhere
+        assert data.read_threads(config) == 6
+    monkeypatch.setattr(sharding, "_coordinator", "localhost:1234")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
+    assert data.read_threads(config) == 1  # never 0 threads
+    monkeypatch.setattr(jax, "process_count", lambda: 1)
+    assert data.read_threads(config) == 2
 
 
 def test_disparity_to_depth_fills_invalid():
