@@ -92,8 +92,9 @@ def processes_on_this_host() -> int:
     All of them when the coordinator it joined by hand is this machine (``--coordinator_address=localhost:…``,
     several processes started on one host); otherwise 1. Launchers that bind each task to its own cores (Slurm,
     ``mpirun --bind-to``) already shrink the CPU affinity that `common.data.read_threads` counts."""
-    n = jax.process_count()
-    return n if n > 1 and _coordinator and _is_this_host(_coordinator) else 1
+    if not (_coordinator and _is_this_host(_coordinator)):
+        return 1  # (and without touching JAX's backend, which a process not yet joined must not start)
+    return max(1, jax.process_count())
 
 
 def host_local(tree):
