@@ -20,13 +20,17 @@ alike: each round gives every step a turn of ``--settle`` untimed calls (1: a JA
 PyTorch one is 40% slower, its huge pages to be found again) and one timed call. Step times are medians of
 ``--steps`` rounds after one warm-up round; JAX/PyTorch is the median of the per-round ratios, with their
 range. GFLOP/s uses XLA's FLOP count of the JAX step for both; the machine's peak is estimated as the best
-of a few large float32 matmuls in JAX (the fastest kernel either library has here).
+of a few large float32 matmuls in JAX (the fastest kernel either library has here). The last two columns are
+each step's median system CPU seconds a call (``getrusage``, every call including the settling ones): the
+kernel's work of mapping and zeroing the memory a step allocates, which XLA:CPU does afresh every step for its
+temporaries (2.1 s of SRFeat G's 11.2 s on the 2-core CPU, docs/cpu_speed.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 
@@ -328,6 +332,20 @@ def jax_step(config_file: str, variant: str, overrides: dict, mode: str):
     return step, flops
 
 
+def with_system_time(step, record: list):
+    """`step`, appending each call's system CPU seconds (the whole process's: page faults, zeroing new memory)
+    to `record`; the call waits for its result, so the time is the step's own."""
+
+    def call():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_stime
+        out = step()
+        _wait(out)
+        record.append(resource.getrusage(resource.RUSAGE_SELF).ru_stime - before)
+        return out
+
+    return call
+
+
 def _wait(out):
     """Blocks until a step's result exists (JAX dispatches asynchronously; a torch scalar is read)."""
     if isinstance(out, torch.Tensor):
@@ -374,7 +392,7 @@ def main():
     print(f"float32 matmul peak (XLA, 2048^3): {peak:.1f} GFLOP/s")
     print(
         f"{'step [conv_weight_grad]':<22} {'jax s':>8} {'torch s':>8} {'jax/torch (range)':>21} {'GFLOP':>8} "
-        f"{'jax GF/s':>9} {'torch GF/s':>10} {'jax %peak':>9}"
+        f"{'jax GF/s':>9} {'torch GF/s':>10} {'jax %peak':>9} {'jax sys s':>9} {'torch sys s':>11}"
     )
     modes = ARGS.conv_weight_grad.split(",")
     for name in ARGS.only.split(","):
@@ -382,16 +400,18 @@ def main():
         steps, flops = {"torch": make_torch()}, {}
         for mode in modes:
             steps[mode], flops[mode] = jax_step(cfg, variant, overrides, mode)
+        system = {k: [] for k in steps}
+        steps = {k: with_system_time(f, system[k]) for k, f in steps.items()}
         times = timing.interleaved(steps, ARGS.steps, warmup=1, settle=ARGS.settle, wait=_wait)
         del steps
-        tt = float(np.median(times["torch"]))
+        tt, st = float(np.median(times["torch"])), float(np.median(system["torch"]))
         for mode in modes:
             tj, gf = float(np.median(times[mode])), flops[mode] / 1e9
             mid, low, high = timing.ratio(times["torch"], times[mode])
             label = f"{name} [{mode}]"
             print(
                 f"{label:<22} {tj:8.3f} {tt:8.3f} {mid:8.2f} ({low:.2f}-{high:.2f}) {gf:8.1f} {gf / tj:9.1f} "
-                f"{gf / tt:10.1f} {100 * gf / tj / peak:8.0f}%",
+                f"{gf / tt:10.1f} {100 * gf / tj / peak:8.0f}% {np.median(system[mode]):9.2f} {st:11.2f}",
                 flush=True,
             )
 
