@@ -402,7 +402,7 @@ def main():
             steps[mode], flops[mode] = jax_step(cfg, variant, overrides, mode)
         system = {k: [] for k in steps}
         steps = {k: with_system_time(f, system[k]) for k, f in steps.items()}
-        times = timing.interleaved(steps, ARGS.steps, warmup=1, settle=ARGS.settle, wait=_wait)
+        times = timing.interleaved(steps, ARGS.steps, warmup=1, settle=ARGS.settle)  # each call waits itself
         del steps
         tt, st = float(np.median(times["torch"])), float(np.median(system["torch"]))
         for mode in modes:
