@@ -7,6 +7,7 @@ float32 RGB in [0, 1] whatever the file holds:
 * palette images are converted to RGB;
 * an alpha channel is composited over white (RGBA, LA, PA);
 * 16-bit files keep their precision (divided by 65535);
+* floating-point files (TIFF mode F) are clipped to [0, 1]; one holding NaN or infinity is refused;
 * an EXIF orientation (a phone's rotated JPEG) is applied, so the pixels are upright as a viewer shows
   them, and so is every output made from them (the PNGs written carry no orientation).
 
@@ -42,7 +43,10 @@ def _to_float_rgb(img: Image.Image, path: str) -> np.ndarray:
         a = np.asarray(img)
         arr = a.astype(np.float32) / (65535.0 if a.max(initial=0) > 255 else 255.0)
     elif mode == "F":
-        arr = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+        arr = np.asarray(img, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            raise ImageError(f"{path}: floating-point image holds NaN or infinite values")
+        arr = np.clip(arr, 0.0, 1.0)
     elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
         alpha = rgba[..., 3:4]

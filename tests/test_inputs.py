@@ -52,6 +52,16 @@ def test_corrupt_and_missing_files_name_the_file(tmp_path):
         imageio.load_image(str(tmp_path / "nothere.png"))
 
 
+def test_float_images_are_clipped_and_non_finite_ones_refused(tmp_path):
+    f = np.linspace(-0.5, 1.5, 12, dtype=np.float32).reshape(3, 4)
+    x = imageio.load_image(_save(tmp_path / "f.tif", f))
+    assert x.shape == (3, 4, 3) and np.allclose(x[..., 1], np.clip(f, 0, 1))
+    for bad in (np.nan, np.inf):
+        f[1, 2] = bad
+        with pytest.raises(imageio.ImageError, match="nan.tif.*NaN or infinite"):
+            imageio.load_image(_save(tmp_path / "nan.tif", f))
+
+
 def test_a_header_claiming_a_huge_image_is_refused_naming_the_file(tmp_path):
     """A 20000 x 20000 PNG header over a few bytes of data: PIL's decompression-bomb error, as an ImageError."""
 
