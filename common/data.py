@@ -298,13 +298,12 @@ def read_threads(config) -> int:
     The examples are synthesised in numpy/scipy, which release the GIL: on 2 cores, 2 threads gave 1.7-1.8x
     one thread's images/s (DMENet, tone). A GPU outruns 2 threads several times over (README, "Mixed
     precision"), so the default follows the machine. Processes of one run started on the same machine split
-    its cores between them (`common.sharding.processes_on_this_host`) rather than each taking them all."""
+    its cores between them (`common.sharding.cpu_cores`) rather than each taking them all."""
     threads = config.data.threads
     check_int("data.threads", threads, 0, "0: one per CPU core")
     if threads:
         return threads
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores // sharding.processes_on_this_host(), AUTO_THREADS_MAX))
+    return min(sharding.cpu_cores(), AUTO_THREADS_MAX)
 
 
 def train_stream(config, make_example: Callable[[], Callable[[np.random.Generator], dict]]):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 
 import jax
 import numpy as np
@@ -20,6 +19,7 @@ from common.errors import ConfigError
 
 DATA = "data"
 _coordinator: str | None = None  # the address `initialize_distributed` joined, when it was given one
+_pinned = False  # whether `initialize_distributed` bound this process to its share of the machine's cores
 
 
 # The process-group settings, read from these environment variables when not given as flags.
@@ -65,6 +65,8 @@ def initialize_distributed(
         )
     if "num_processes" in kwargs and not 0 <= kwargs.get("process_id", 0) < kwargs["num_processes"]:
         raise ConfigError(f"process_id {kwargs['process_id']} is not in [0, num_processes={kwargs['num_processes']})")
+    if _is_loopback(kwargs.get("coordinator_address", "")) and {"num_processes", "process_id"} <= set(kwargs):
+        _take_share_of_cores(kwargs["num_processes"], kwargs["process_id"])  # before any thread of JAX starts
     try:
         jax.distributed.initialize(**kwargs, shutdown_timeout_seconds=3600)
     except (ValueError, RuntimeError) as e:
@@ -75,10 +77,11 @@ def initialize_distributed(
     return True
 
 
-def _is_this_host(address: str) -> bool:
-    """Whether a ``host:port`` address names this machine (a loopback address or this host's name)."""
+def _is_loopback(address: str) -> bool:
+    """Whether a ``host:port`` address is this machine's loopback (``localhost``, 127.x.x.x, ``::1``): then every
+    process that joined it runs here. (This host's name would not say so: processes elsewhere reach it too.)"""
     host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
-    if host.lower() in ("localhost", socket.gethostname().lower()):
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -86,15 +89,51 @@ def _is_this_host(address: str) -> bool:
         return False
 
 
+def share_of_cores(cores, num_processes: int, process_id: int) -> set[int]:
+    """Process `process_id`'s contiguous slice of `cores` when `num_processes` split them (one core, shared
+    round-robin, when there are fewer cores than processes)."""
+    cores = sorted(cores)
+    if len(cores) < num_processes:
+        return {cores[process_id % len(cores)]}
+    k = len(cores)
+    return set(cores[process_id * k // num_processes : (process_id + 1) * k // num_processes])
+
+
+def _take_share_of_cores(num_processes: int, process_id: int) -> None:
+    """Binds this process to its share of the machine's cores, so that XLA's thread pool and the input
+    pipeline's threads (both sized from the CPU affinity when they start, and started later from this thread)
+    stop competing with the other processes' for every core. Left alone when a launcher or the user already
+    narrowed the affinity (``taskset``, Slurm, ``mpirun --bind-to``, a container's cpuset) or off Linux."""
+    global _pinned
+    if num_processes < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = os.sched_getaffinity(0)
+    if len(cores) != os.cpu_count():
+        return
+    try:
+        os.sched_setaffinity(0, share_of_cores(cores, num_processes, process_id))
+    except OSError:  # a sandbox that forbids it: share the cores as before
+        return
+    _pinned = True
+
+
 def processes_on_this_host() -> int:
     """How many processes of the run share this machine's cores, as far as this process can tell.
 
-    All of them when the coordinator it joined by hand is this machine (``--coordinator_address=localhost:…``,
+    All of them when the coordinator it joined by hand is a loopback address (``--coordinator_address=localhost:…``,
     several processes started on one host); otherwise 1. Launchers that bind each task to its own cores (Slurm,
-    ``mpirun --bind-to``) already shrink the CPU affinity that `common.data.read_threads` counts."""
-    if not (_coordinator and _is_this_host(_coordinator)):
+    ``mpirun --bind-to``) already shrink the CPU affinity that `cpu_cores` counts."""
+    if not (_coordinator and _is_loopback(_coordinator)):
         return 1  # (and without touching JAX's backend, which a process not yet joined must not start)
     return max(1, jax.process_count())
+
+
+def cpu_cores() -> int:
+    """How many CPU cores this process should keep busy: its affinity, which `initialize_distributed` narrowed
+    to its share when processes of one run share this machine; where it could not, the affinity divided
+    between those processes. At least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores if _pinned else cores // processes_on_this_host())
 
 
 def host_local(tree):

@@ -156,6 +156,9 @@ def test_two_processes_train_save_and_resume_like_one_process(method, uninterrup
         assert_step_3_metrics_match_one_process(u, method)
         assert sorted(os.listdir(u / "checkpoints")) == ["2", "3"]  # one orbax checkpoint per save
         assert_only_process_0_reports(exits, u, evaluate=False)
+        if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) == os.cpu_count():
+            cores = [set(json.loads(re.search(r"^process \d cores (.*)$", e.stdout, re.M)[1])) for e in exits]
+            assert cores[0] and cores[1] and (not cores[0] & cores[1] or os.cpu_count() < N_PROC), cores
 
     # both processes SIGKILLed right after step 2 ...
     k = tmp_path / "k"

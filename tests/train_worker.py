@@ -4,7 +4,8 @@
         [--kill_at=N] [--dump=PREFIX]
 
 Prints ``process P step S checksum C`` after every step (C: a float64 digest of this process's copy of
-the state, so processes of one run can be compared), SIGKILLs itself right after step N (its due
+the state, so processes of one run can be compared) and ``process P cores [...]`` (its CPU affinity) after
+the first, SIGKILLs itself right after step N (its due
 checkpoints on disk), and writes this process's state after the last step to ``PREFIX.pP.npz`` (leaves
 keyed by their path). Multi-process settings are launch.py's flags or environment variables.
 """
@@ -30,6 +31,8 @@ def hook(step, state):
     leaves = local_leaves(state)
     digest = sum(float(np.sum(np.abs(v.astype(np.float64)) * (i + 1))) for i, v in enumerate(leaves.values()))
     print(f"process {jax.process_index()} step {step} checksum {digest!r}", flush=True)
+    if step == 1 and hasattr(os, "sched_getaffinity"):
+        print(f"process {jax.process_index()} cores {sorted(os.sched_getaffinity(0))}", flush=True)
     if FLAGS.dump and step == FLAGS.config.total_steps:
         np.savez(f"{FLAGS.dump}.p{jax.process_index()}.npz", **leaves)
     if FLAGS.kill_at == step:
