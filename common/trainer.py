@@ -177,20 +177,56 @@ def restore_for_inference(task: Task, config, workdir: str):
     if ckpt.latest_step() is None:
         raise FileNotFoundError(f"{workdir}: no checkpoint found under checkpoints/; train first with --mode=train")
     step = ckpt.latest_step()
-    state = _restore(ckpt, abstract, with_data=False)[0]
+    state = _restore(ckpt, abstract, config, workdir, with_data=False)[0]
     ckpt.close()
     return state, step
 
 
-def _restore(ckpt, abstract, with_data=True):
+def _run_config(workdir: str) -> dict | None:
+    """The run folder's config.json, or None when it has none that reads."""
+    try:
+        with open(os.path.join(workdir, "config.json")) as f:
+            run = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return run if isinstance(run, dict) else None
+
+
+def _flat(tree, prefix=""):
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: tree}
+
+
+def _restore(ckpt, abstract, config, workdir: str, with_data=True):
+    """The latest checkpoint into `abstract`; a checkpoint of another method, or of other sizes, is one
+    ConfigError that names the run's config keys which differ from this config."""
+    run = _run_config(workdir)
+    if run is not None and run.get("method") != config.method:
+        raise ConfigError(
+            f"--workdir={workdir} holds a {run.get('method')!r} run, not a {config.method!r} one: give another "
+            f"--workdir (nothing was changed in it)"
+        )
     try:
         return ckpt.restore(abstract, with_data=with_data)
     except ConfigError:  # files it cannot read
         raise
     except (ValueError, KeyError, TypeError) as e:
+        hint = "was it written with other model sizes?"
+        if run is not None:
+            ours, theirs = _flat(json.loads(config.to_json_best_effort())), _flat(run)
+            diff = [
+                f"{k} ({theirs.get(k)!r} there, {ours.get(k)!r} here)"
+                for k in sorted(ours.keys() | theirs.keys())
+                if ours.get(k) != theirs.get(k)
+            ]
+            if diff:
+                more = f" and {len(diff) - 6} more" if len(diff) > 6 else ""
+                hint = f"its config.json differs in {', '.join(diff[:6])}{more}"
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         raise ConfigError(
-            f"{ckpt.directory}: checkpoint step {ckpt.latest_step()} does not match this config "
-            f"(was it written with other model sizes?): {type(e).__name__}: {str(e)[:300]}"
+            f"{ckpt.directory}: checkpoint step {ckpt.latest_step()} does not match this config ({hint}): "
+            f"{type(e).__name__}: {first}"
         ) from e
 
 
@@ -212,21 +248,21 @@ def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook
         os.makedirs(workdir, exist_ok=True)
     except OSError as e:  # a file in the way, no permission, a read-only disk
         raise ConfigError(f"--workdir={workdir}: cannot make the run folder: {e.strerror or e}") from e
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
 
     # ---- input, and the state: restored, or created already replicated
     data_iter = iter(task.train_data(config.seed))
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.max_checkpoints)
     start = ckpt.latest_step()
     if start is not None:
-        state, data_state = _restore(ckpt, run.abstract)
+        state, data_state = _restore(ckpt, run.abstract, config, workdir)
         if data_state is not None:
             data_iter.set_state(data_state)
         con.info(f"Resuming from {ckpt.directory} step {start}")
     else:
         state, start = run.fresh_state(), 0
+    if jax.process_index() == 0:  # only now: a run this config cannot resume keeps its own config.json
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
     finalize = jax.jit(task.finalize) if task.finalize else (lambda s: s)
 
     def save(step, state):

@@ -50,7 +50,7 @@ class _State:
     w: jnp.ndarray
 
 
-def _toy_task(nan_from_step: int, total_steps: int = 6) -> trainer.Task:
+def _toy_task(nan_from_step: int, total_steps: int = 6, size: int = 4096) -> trainer.Task:
     """w grows by 1 a step; the logged loss (w[0]) turns NaN once `nan_from_step` steps are done."""
 
     def train_step(state, batch, key, frozen):
@@ -64,7 +64,7 @@ def _toy_task(nan_from_step: int, total_steps: int = 6) -> trainer.Task:
 
     return trainer.Task(
         # w is random (it does not compress) and larger than OCDBT's inline limit: it has a file of its own
-        init=lambda key: _State(step=jnp.zeros((), jnp.int32), w=jax.random.normal(key, (4096,))),
+        init=lambda key: _State(step=jnp.zeros((), jnp.int32), w=jax.random.normal(key, (size,))),
         train_step=train_step,
         train_data=train_data,
         total_steps=total_steps,
@@ -90,6 +90,28 @@ def test_a_workdir_that_cannot_be_made_is_named(tmp_path):
     for workdir in (in_the_way, in_the_way / "sub"):
         with pytest.raises(ConfigError, match=rf"--workdir={workdir}: cannot make the run folder: "):
             trainer.train_and_evaluate(_toy_task(nan_from_step=99), _run_config(), str(workdir))
+
+
+def test_a_run_folder_of_another_method_or_size_is_named_and_left_as_it_was(tmp_path):
+    """Training or evaluating into a folder that holds a run this config cannot resume is one error (the other
+    method; or the config.json keys that differ), and the folder's config.json is not overwritten."""
+    config = _run_config(checkpoint_every=2, eval_at_end=False)
+    config.unlock()
+    config.size = 4096
+    trainer.train_and_evaluate(_toy_task(nan_from_step=99, total_steps=2), config, str(tmp_path))
+    before = (tmp_path / "config.json").read_text()
+    other = _run_config(method="other", total_steps=4)
+    with pytest.raises(ConfigError, match=rf"--workdir={tmp_path} holds a 'toy' run, not a 'other' one"):
+        trainer.train_and_evaluate(_toy_task(nan_from_step=99, total_steps=4), other, str(tmp_path))
+    with pytest.raises(ConfigError, match="holds a 'toy' run"):
+        trainer.restore_for_inference(_toy_task(nan_from_step=99), other, str(tmp_path))
+    bigger = config.copy_and_resolve_references()
+    bigger.size, bigger.total_steps = 8192, 4
+    differs = r"does not match this config \(its config.json differs in size \(4096 there, 8192 here\), total_steps"
+    with pytest.raises(ConfigError, match=differs):
+        trainer.train_and_evaluate(_toy_task(nan_from_step=99, total_steps=4, size=8192), bigger, str(tmp_path))
+    assert (tmp_path / "config.json").read_text() == before
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
 
 
 def test_a_damaged_checkpoint_is_one_error_naming_its_folder(tmp_path):
