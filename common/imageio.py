@@ -32,7 +32,15 @@ _ORIENTATION = 0x0112  # EXIF tag; 5-8 turn the image by 90 degrees
 
 
 class ImageError(UserError):
-    """A user-supplied image cannot be used; the message names the file."""
+    """A user-supplied image cannot be used, or an output cannot be written there; the message names the file."""
+
+
+def _make_folder(folder: str) -> None:
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:  # a file in the way, no permission, a read-only disk
+        why = "a file is in the way" if isinstance(e, FileExistsError | NotADirectoryError) else e.strerror or e
+        raise ImageError(f"{folder}: cannot make the output folder: {why}") from e
 
 
 def _to_float_rgb(img: Image.Image, path: str) -> np.ndarray:
@@ -120,7 +128,7 @@ def predict_pairs(input_path: str, output_path: str, ext: str = ".png", folder_f
         if os.path.exists(output_path) and not os.path.isdir(output_path):
             raise ImageError(f"{output_path}: is a file; the input {input_path} is a folder, so give an output folder")
         sources = folder_files(input_path)
-        os.makedirs(output_path, exist_ok=True)
+        _make_folder(output_path)
         return [
             (p, os.path.join(output_path, os.path.splitext(os.path.relpath(p, input_path))[0] + ext)) for p in sources
         ]
@@ -153,13 +161,17 @@ def to_uint8(img) -> np.ndarray:
 
 
 def write_atomic(path: str, write) -> None:
-    """`write(f)` into PATH.partial, then renamed to PATH: an interrupted write never leaves a partial PATH."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """`write(f)` into PATH.partial, then renamed to PATH: an interrupted write never leaves a partial PATH. A
+    folder that cannot be made or a file that cannot be written (no permission, a full disk) is an ImageError
+    naming PATH."""
+    _make_folder(os.path.dirname(os.path.abspath(path)))
     tmp = path + ".partial"
     try:
         with open(tmp, "wb") as f:
             write(f)
         os.replace(tmp, path)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot write the output: {e.strerror or e}") from e
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

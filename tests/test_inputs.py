@@ -126,6 +126,29 @@ def test_predict_destinations(tmp_path):
         imageio.predict_pairs(str(tmp_path / "nothere.jpg"), str(out))
 
 
+def test_outputs_that_cannot_be_written_name_the_path(tmp_path):
+    """A file where an output folder should be, or a write that fails (here a full disk), is one ImageError
+    naming the path; nothing partial is left behind, and an earlier output of that name is kept."""
+    (tmp_path / "afile").write_text("in the way")
+    for dst in (tmp_path / "afile" / "x.png", tmp_path / "afile" / "sub" / "x.png"):
+        with pytest.raises(imageio.ImageError, match="afile.*: cannot make the output folder: a file is in the way"):
+            imageio.save_png(str(dst), np.zeros((4, 4, 3)))
+    (tmp_path / "src").mkdir()
+    _save(tmp_path / "src" / "a.png", np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(imageio.ImageError, match="afile/out: cannot make the output folder"):
+        imageio.predict_pairs(str(tmp_path / "src"), str(tmp_path / "afile" / "out"))
+
+    def full_disk(f):
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    dst = tmp_path / "out.rjx"
+    dst.write_bytes(b"earlier")
+    with pytest.raises(imageio.ImageError, match=r"out.rjx: cannot write the output: No space left on device"):
+        imageio.write_atomic(str(dst), full_disk)
+    assert sorted(os.listdir(tmp_path)) == ["afile", "out.rjx", "src"] and dst.read_bytes() == b"earlier"
+
+
 def test_folder_source_errors(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
