@@ -193,6 +193,7 @@ def _run_config(workdir: str) -> dict | None:
 
 
 def _flat(tree, prefix=""):
+    """Nested dicts -> {"a.b.c": leaf}."""
     if isinstance(tree, dict):
         return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
     return {prefix[:-1]: tree}
