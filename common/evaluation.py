@@ -102,15 +102,21 @@ def rgb_scores(img: np.ndarray, ref: np.ndarray) -> dict:
 
 
 def score_images(
-    source: Sequence, score: Callable[[int, dict], tuple[dict, list | None]], *, limit: int = 0, num_samples: int = 0
+    source: Sequence,
+    score: Callable[[int, dict], tuple[dict, list | None]],
+    *,
+    limit: int = 0,
+    num_samples: int = 0,
+    desc: str = "eval",
 ) -> tuple[list[dict], list[list[np.ndarray]]]:
-    """Runs `score(i, item)` -> (record, sample row or None) over the first `limit` items (0 = all).
+    """Runs `score(i, item)` -> (record, sample row or None) over the first `limit` items (0 = all), with a
+    progress bar named `desc` on an interactive terminal.
 
     Returns the records and the first `num_samples` sample rows.
     """
     n = len(source) if not limit else min(limit, len(source))
     records, rows = [], []
-    for i in range(n):
+    for i in imageio.progress(range(n), desc):
         record, row = score(i, source[i])
         records.append(record)
         if row is not None and len(rows) < num_samples:

@@ -18,6 +18,7 @@ A file that cannot be decoded, or whose header claims more pixels than PIL's dec
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -139,10 +140,20 @@ def predict_pairs(input_path: str, output_path: str, ext: str = ".png", folder_f
     return [(input_path, output_path if output_path.lower().endswith(ext) else output_path + ext)]
 
 
+def progress(items: Sequence, desc: str) -> Sequence:
+    """`items`, counted by a progress bar with rate and ETA on an interactive terminal (stderr) when there is more
+    than one; as they are elsewhere (logs, pipes, tests)."""
+    if len(items) < 2 or not sys.stderr.isatty():
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, leave=False, dynamic_ncols=True)
+
+
 def predict_images(input_path: str, output_path: str, fn, *, min_side: int = 1, what: str = "the model") -> list[str]:
     """--mode=predict for image-to-image methods: writes fn(image) as PNG for a file or a folder."""
     pairs = predict_pairs(input_path, output_path)
-    for src, dst in pairs:
+    for src, dst in progress(pairs, "predict"):
         img = load_image(src)
         if min(img.shape[:2]) < min_side:
             raise ImageError(

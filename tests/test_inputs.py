@@ -2,6 +2,7 @@
 
 import os
 import struct
+import sys
 import zlib
 
 import jax
@@ -147,6 +148,17 @@ def test_outputs_that_cannot_be_written_name_the_path(tmp_path):
     with pytest.raises(imageio.ImageError, match=r"out.rjx: cannot write the output: No space left on device"):
         imageio.write_atomic(str(dst), full_disk)
     assert sorted(os.listdir(tmp_path)) == ["afile", "out.rjx", "src"] and dst.read_bytes() == b"earlier"
+
+
+def test_progress_bars_only_on_a_terminal_and_for_several_items(monkeypatch):
+    items = [("a", "b"), ("c", "d"), ("e", "f")]
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert imageio.progress(items, "predict") is items  # logs and pipes get no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert imageio.progress(items[:1], "predict") == items[:1]  # one image: no bar
+    bar = imageio.progress(items, "predict")
+    assert bar is not items and type(bar).__module__.startswith("tqdm") and list(bar) == items
+    assert bar.total == 3 and bar.desc == "predict"
 
 
 def test_folder_source_errors(tmp_path):

@@ -302,14 +302,15 @@ class Evaluator:
         streams = _bitstreams(input_path)
         if streams:
             written = []
-            for src, dst in imageio.predict_pairs(input_path, output_path, ".png", folder_files=lambda _: streams):
+            pairs = imageio.predict_pairs(input_path, output_path, ".png", folder_files=lambda _: streams)
+            for src, dst in imageio.progress(pairs, "decode"):
                 with open(src, "rb") as f:
                     img = cd.decode(f.read(), src)
                 imageio.save_png(dst, img.astype(np.float32) / 255.0)
                 written.append(dst)
             return written
         written = []
-        for src, dst in imageio.predict_pairs(input_path, output_path, ext=EXTENSION):
+        for src, dst in imageio.progress(imageio.predict_pairs(input_path, output_path, ext=EXTENSION), "encode"):
             blob = cd.encode_bytes(imageio.load_image(src))
             imageio.write_atomic(dst, lambda f, b=blob: f.write(b))
             written.append(dst)

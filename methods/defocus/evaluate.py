@@ -217,7 +217,7 @@ class Evaluator:
         pairs = imageio.predict_pairs(input_path, output_path)
         cmap = matplotlib.colormaps["inferno"]
         written = []
-        for src, dst in pairs:
+        for src, dst in imageio.progress(pairs, "predict"):
             img = imageio.load_image(src)
             h, w = img.shape[:2]
             if min(h, w) < 16:

@@ -84,7 +84,9 @@ class Evaluator:
         rows = []
         least = lpips.MIN_SIDE["alex"] + 3 * s  # after the modcrop (up to s - 1) and the shave (s a side)
         for name, source in evaluation.eval_sets(self.config.eval.data, SHARED_SETS, FALLBACK_EVAL, least):
-            per, set_rows = evaluation.score_images(source, score, num_samples=self.config.eval.num_samples - len(rows))
+            per, set_rows = evaluation.score_images(
+                source, score, num_samples=self.config.eval.num_samples - len(rows), desc=f"eval {name}"
+            )
             rows += set_rows
             summary = evaluation.means(per, ("bicubic", "model"), METRICS)
             results["sets"][name] = {

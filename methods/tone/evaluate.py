@@ -119,7 +119,9 @@ class Evaluator:
 
         rows = []
         for name, source in evaluation.eval_sets(ev.data, ("kodak",), FALLBACK_EVAL, lpips.MIN_SIDE["alex"]):
-            per, set_rows = evaluation.score_images(source, score, num_samples=ev.num_samples - len(rows))
+            per, set_rows = evaluation.score_images(
+                source, score, num_samples=ev.num_samples - len(rows), desc=f"eval {name}"
+            )
             rows += set_rows
             results["sets"][name] = {
                 "num_images": len(per),
