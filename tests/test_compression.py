@@ -294,8 +294,11 @@ def test_predict_round_trips_files_and_folders_and_refuses_bad_streams(trained, 
     Image.fromarray((np.random.default_rng(2).random((64, 65, 3)) * 255).astype(np.uint8)).save(folder / "b.jpg")
     run_py(["launch.py", cfg, f"--workdir={w}", "--mode=predict", f"--input={folder}", f"--output={tmp_path / 'rjx'}"])
     assert sorted(os.listdir(tmp_path / "rjx")) == ["b.rjx", "sub"]
-    run_py(["launch.py", cfg, f"--workdir={w}", "--mode=predict", f"--input={tmp_path / 'rjx'}",
-            f"--output={tmp_path / 'png'}"])  # fmt: skip
+    (tmp_path / "rjx" / "stray.jpg").write_bytes((folder / "b.jpg").read_bytes())  # decoded folders skip images
+    p = run_py(["launch.py", cfg, f"--workdir={w}", "--mode=predict", f"--input={tmp_path / 'rjx'}",
+                f"--output={tmp_path / 'png'}"])  # fmt: skip
+    assert "decoding its 2 .rjx file(s); its 1 image(s) are left alone" in p.stderr, p.stderr[-2000:]
+    assert sorted(os.listdir(tmp_path / "png")) == ["b.png", "sub"]
     assert np.asarray(Image.open(tmp_path / "png/sub/a.png")).shape == (33, 20, 3)
     assert np.asarray(Image.open(tmp_path / "png/b.png")).shape == (64, 65, 3)
     blob = open(tmp_path / "p.rjx", "rb").read()

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from common import degrade, evaluation, imageio, lpips, metrics
+from common import degrade, evaluation, imageio, logger, lpips, metrics
 from methods.compression import plots
 from methods.compression.codec import EXTENSION, Codec, codec_functions, load_codec
 
@@ -301,6 +301,11 @@ class Evaluator:
         cd = self.codec(state)
         streams = _bitstreams(input_path)
         if streams:
+            if os.path.isdir(input_path) and (images := _images_under(input_path)):
+                logger.console().warning(
+                    f"{input_path}: decoding its {len(streams)} .rjx file(s); its {len(images)} image(s) are left "
+                    f"alone (give a folder of images alone to encode them)"
+                )
             written = []
             pairs = imageio.predict_pairs(input_path, output_path, ".png", folder_files=lambda _: streams)
             for src, dst in imageio.progress(pairs, "decode"):
@@ -315,6 +320,13 @@ class Evaluator:
             imageio.write_atomic(dst, lambda f, b=blob: f.write(b))
             written.append(dst)
         return written
+
+
+def _images_under(folder: str) -> list[str]:
+    try:
+        return imageio.list_images(folder)
+    except imageio.ImageError:  # none
+        return []
 
 
 def _bitstreams(path: str) -> list[str]:
