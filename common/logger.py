@@ -42,13 +42,13 @@ def console() -> logging.Logger:
     return log
 
 
-def flatten(d: dict, prefix: str = "") -> dict:
-    """{'a': {'b': 1}} -> {'a/b': 1}."""
+def flatten(d: dict, prefix: str = "", sep: str = "/") -> dict:
+    """{'a': {'b': 1}} -> {'a/b': 1} (or 'a.b' with ``sep='.'``)."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(flatten(v, key + "/"))
+            out.update(flatten(v, key + sep, sep))
         else:
             out[key] = v
     return out

@@ -192,13 +192,6 @@ def _run_config(workdir: str) -> dict | None:
     return run if isinstance(run, dict) else None
 
 
-def _flat(tree, prefix=""):
-    """Nested dicts -> {"a.b.c": leaf}."""
-    if isinstance(tree, dict):
-        return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: tree}
-
-
 def _restore(ckpt, abstract, config, workdir: str, with_data=True):
     """The latest checkpoint into `abstract`; a checkpoint of another method, or of other sizes, is one
     ConfigError that names the run's config keys which differ from this config."""
@@ -215,7 +208,8 @@ def _restore(ckpt, abstract, config, workdir: str, with_data=True):
     except (ValueError, KeyError, TypeError) as e:
         hint = "was it written with other model sizes?"
         if run is not None:
-            ours, theirs = _flat(json.loads(config.to_json_best_effort())), _flat(run)
+            ours = logger.flatten(json.loads(config.to_json_best_effort()), sep=".")
+            theirs = logger.flatten(run, sep=".")
             diff = [
                 f"{k} ({theirs.get(k)!r} there, {ours.get(k)!r} here)"
                 for k in sorted(ours.keys() | theirs.keys())
