@@ -4,7 +4,6 @@
         [--mode=train|eval|predict] [--input=PATH --output=PATH] [--config.key=value ...]
 """
 
-import importlib
 import os
 
 from absl import app, flags, logging
@@ -29,10 +28,9 @@ def main(argv, hooks=()):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax/absl INFO lines drown the progress output
-    from common import sharding, trainer
+    from common.train import sharding, trainer
 
     config = FLAGS.config
-    trainer.check_run_settings(config)
     joined = sharding.initialize_distributed(
         coordinator_address=FLAGS.coordinator_address,
         num_processes=FLAGS.num_processes,
@@ -41,8 +39,7 @@ def main(argv, hooks=()):
     )
     if joined and FLAGS.mode != "train":
         raise app.UsageError(f"--mode={FLAGS.mode} runs in one process; start it without the multi-process settings")
-    method = importlib.import_module(f"methods.{config.method}")
-    task = method.build(config)
+    task = trainer.build_task(config)
     workdir = os.path.abspath(FLAGS.workdir)
     if FLAGS.mode == "train":
         trainer.train_and_evaluate(task, config, workdir, hooks=hooks)
@@ -58,11 +55,12 @@ def main(argv, hooks=()):
 
 
 def run(main=main):
-    """Entry point: malloc set up for XLA's large per-step buffers (`common.hostmem`), then user-facing errors as
-    one clear line instead of a traceback."""
-    from common import hostmem
+    """Entry point: the process's XLA:CPU flags (`common.train.xla`) and malloc set up for XLA's large per-step
+    buffers (`common.train.hostmem`), then user-facing errors as one clear line instead of a traceback."""
     from common.errors import run_absl
+    from common.train import hostmem, xla
 
+    xla.set_cpu_flags()
     hostmem.reexec_with_tunables()
     run_absl(main)
 

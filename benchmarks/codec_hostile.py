@@ -34,14 +34,14 @@ CASES = {
 def forge(blob: bytes, changes: dict) -> bytes:
     import numpy as np
 
-    from common import codec
+    from methods.compression import bitstream
 
-    fields = dict(zip(codec.HEADER_FIELDS, codec._HEADER.unpack_from(blob), strict=True))
-    body = blob[codec.HEADER_BYTES :]
+    fields = dict(zip(bitstream.HEADER_FIELDS, bitstream._HEADER.unpack_from(blob), strict=True))
+    body = blob[bitstream.HEADER_BYTES :]
     if changes.get("body") == "random":
         body = np.random.default_rng(0).integers(0, 2**32, len(body) // 4, dtype=np.uint64).astype("<u4").tobytes()
     fields.update({k: v for k, v in changes.items() if k != "body"}, nbytes=len(body))
-    head = codec._HEADER.pack(*list(fields.values())[:-1], 0)[:-4]
+    head = bitstream._HEADER.pack(*list(fields.values())[:-1], 0)[:-4]
     return head + struct.pack("<I", zlib.crc32(head + body)) + body
 
 
@@ -63,7 +63,7 @@ def load(workdir):
 def child(workdir, case):
     import numpy as np
 
-    from common import codec
+    from methods.compression import bitstream
 
     cd = load(workdir)
     blob = cd.encode_bytes(np.random.default_rng(0).random((64, 96, 3)).astype(np.float32))
@@ -73,7 +73,7 @@ def child(workdir, case):
     try:
         cd.decode(bad, "forged.rjx")
         outcome = "image"
-    except codec.CodecError as e:
+    except bitstream.CodecError as e:
         outcome = f"CodecError: {str(e)[:90]}"
     dt = time.perf_counter() - t
     grow = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024

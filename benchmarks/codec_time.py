@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import data, imageio  # noqa: E402
+from common.data import imageio, pipeline  # noqa: E402
+from common.train import xla  # noqa: E402
 from configs import compression as cc  # noqa: E402
 from methods.compression import codec as mcodec  # noqa: E402
 from methods.compression import evaluate as ce  # noqa: E402
@@ -54,8 +55,8 @@ def main():
     if a.image:
         img, name = imageio.load_image(a.image), a.image
     else:
-        kodak = data.shared_data_dir("kodak")
-        src = data.FolderSource(kodak) if kodak else data.BuiltinSource("astronaut")
+        kodak = pipeline.shared_data_dir("kodak")
+        src = pipeline.FolderSource(kodak) if kodak else pipeline.BuiltinSource("astronaut")
         img, name = src[0]["image"], (src.paths[0] if kodak else "builtin astronaut")
     img = imageio.to_uint8(img).astype(np.float32) / 255.0
     h, w = img.shape[:2]
@@ -79,4 +80,5 @@ def main():
 if __name__ == "__main__":
     from common.errors import run_cli
 
+    xla.set_cpu_flags()
     run_cli(main)

@@ -5,16 +5,16 @@
 
 One 3x3 convolution of SRFeat's generator at the authors' size (batch 9, 74x74, 128 -> 128 channels) by
 default. JAX: `lax.conv_general_dilated` and the two halves of its VJP, each jitted alone; the weight
-gradient `common.conv` uses on CPU under YNNPACK's convolutions (`common.conv.weight_gradient`, a chunked
+gradient `common.nn.conv` uses on CPU under YNNPACK's convolutions (`common.nn.conv.weight_gradient`, a chunked
 im2col matmul; under Eigen's, the default that `common` sets, XLA's own is faster and used); and three
 earlier rewrites of it (per-tap matmuls, a forward convolution with the batch and feature axes
 exchanged, per-tap matmuls over contiguous slices of the row-flattened padded batch). Every rewrite is
 checked against `jax.grad`. PyTorch (when installed): eager, channels-last, the forward and the forward +
 both gradients. Medians, GFLOP/s.
 
-``--sweep`` times XLA's weight gradient against `common.conv.weight_gradient` on the layer shapes of the
+``--sweep`` times XLA's weight gradient against `common.nn.conv.weight_gradient` on the layer shapes of the
 benchmarked networks (SRFeat's generator, VGG-16 at DMENet's 240x240 crops) and prints the ratio: the
-evidence behind `common.conv`'s size thresholds. Importing `common` puts XLA:CPU's convolutions in Eigen (jaxlib
+evidence behind `common.nn.conv`'s size thresholds. Importing `common` puts XLA:CPU's convolutions in Eigen (jaxlib
 0.10); for YNNPACK's figures, run with
 ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce,individual_convolution``.
 """
@@ -30,8 +30,8 @@ import numpy as np
 from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common import hostmem  # noqa: E402
-from common.conv import weight_gradient  # noqa: E402
+from common.nn.conv import weight_gradient  # noqa: E402
+from common.train import hostmem, xla  # noqa: E402
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -93,7 +93,7 @@ def main():
         "forward": (jax.jit(conv), (x, kern)),
         "input grad (XLA)": (jax.jit(lambda x, kern, g: jax.vjp(lambda x: conv(x, kern), x)[1](g)[0]), (x, kern, g)),
         "weight grad (XLA)": (jax.jit(lambda x, kern, g: jax.vjp(lambda q: conv(x, q), kern)[1](g)[0]), (x, kern, g)),
-        "weight grad, im2col (common.conv)": (
+        "weight grad, im2col (common.nn.conv)": (
             jax.jit(lambda x, g: weight_gradient(x, g, (k, k), ((pad, pad), (pad, pad)))),
             (x, g),
         ),
@@ -182,5 +182,6 @@ def sweep(repeats: int):
 
 
 if __name__ == "__main__":
+    xla.set_cpu_flags()
     hostmem.reexec_with_tunables()
     main()

@@ -20,16 +20,19 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from common.train import trainer  # noqa: E402
+from methods import METHODS  # noqa: E402
+
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--method", required=True, choices=("defocus", "srfeat", "tone", "face_sr", "compression"))
+    p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--variant", default="")
     p.add_argument("--size", default="4000x3000", help="WIDTHxHEIGHT of the input")
     a = p.parse_args()
     w, h = (int(v) for v in a.size.lower().split("x"))
     config = importlib.import_module(f"configs.{a.method}").get_config(a.variant)
-    task = importlib.import_module(f"methods.{a.method}").build(config)
+    task = trainer.build_task(config)
     state = jax.jit(task.init)(jax.random.key(0))
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,8 +52,9 @@ def main():
 
 
 if __name__ == "__main__":
-    from common import hostmem
     from common.errors import run_cli
+    from common.train import hostmem, xla
 
+    xla.set_cpu_flags()
     hostmem.reexec_with_tunables()
     run_cli(main)

@@ -26,15 +26,25 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# (label, config file, variant added to --variant, extra overrides)
-METHODS = {
-    "defocus": ("DMENet (defocus)", "defocus", "", []),
-    "srfeat": ("SRFeat stage 1 (G)", "srfeat", "", []),
-    "srfeat_gan": ("SRFeat stage 2 (GAN)", "srfeat", "gan", ["--config.init_from=scratch"]),
-    "tone": ("tone", "tone", "", []),
-    "face_sr": ("face SR", "face_sr", "", []),
-    "compression": ("compression", "compression", "", []),
-}
+sys.path.insert(0, os.path.dirname(HERE))
+
+
+def _runs() -> dict[str, tuple[str, str, str, list[str]]]:
+    """name -> (label, config file, variant added to --variant, extra overrides): one run per stage of every
+    method of `methods.METHODS` (a config's ``STAGES``, default one stage with no overrides)."""
+    import importlib
+
+    from methods import METHODS
+
+    runs = {}
+    for name in METHODS:
+        stages = getattr(importlib.import_module(f"configs.{name}"), "STAGES", {"": []})
+        for stage, extra in stages.items():
+            runs[f"{name}_{stage}" if stage else name] = (f"{name} {stage}".strip(), name, stage, list(extra))
+    return runs
+
+
+METHODS = _runs()
 
 
 def parse(argv=None):

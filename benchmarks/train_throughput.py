@@ -14,7 +14,6 @@ the model's; the input pipeline (host-side example synthesis, grain threads)
 is timed separately.
 """
 
-import importlib
 import json
 import os
 import sys
@@ -26,8 +25,8 @@ import jax  # noqa: E402
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from common import hostmem, sharding, trainer  # noqa: E402
 from common.errors import run_absl  # noqa: E402
+from common.train import hostmem, sharding, trainer, xla  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/defocus.py:quick.", lock_config=True)
 flags.DEFINE_integer("steps", 5, "Timed train steps (after the compiling one).")
@@ -40,7 +39,7 @@ FLAGS = flags.FLAGS
 
 def bench(config, steps: int, data_batches: int) -> dict:
     trainer.check_run_settings(config)
-    task = importlib.import_module(f"methods.{config.method}").build(config)
+    task = trainer.build_task(config)
     run = trainer.setup(task, config)
     state = run.fresh_state()
     it = iter(task.train_data(0))
@@ -97,5 +96,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla.set_cpu_flags()
     hostmem.reexec_with_tunables()
     run_absl(main)

@@ -64,8 +64,9 @@ def parse():
 
 
 ARGS = parse()
-from common import hostmem  # noqa: E402
+from common.train import hostmem, xla  # noqa: E402
 
+xla.set_cpu_flags()
 hostmem.reexec_with_tunables()  # both libraries run under the same malloc settings
 # XLA:CPU's thread pool follows the process's CPU affinity; pin both libraries to the same cores.
 if ARGS.threads < (os.cpu_count() or 1):
@@ -312,11 +313,12 @@ def jax_step(config_file: str, variant: str, overrides: dict, mode: str):
     weight gradients under `mode` (``config.conv_weight_grad``)."""
     import importlib
 
-    from common import conv, sharding, trainer
+    from common.nn import conv
+    from common.train import sharding, trainer
 
     config = importlib.import_module(f"configs.{config_file}").get_config(variant)
     config.update_from_flattened_dict({**overrides, "conv_weight_grad": mode})  # locked: misspelt keys fail
-    task = importlib.import_module(f"methods.{config.method}").build(config)
+    task = trainer.build_task(config)
     run = trainer.setup(task, config)
     state = run.fresh_state()
     batch = sharding.to_global(next(iter(task.train_data(0))), run.mesh)

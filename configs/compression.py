@@ -60,7 +60,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.crop = 256
-    c.data.threads = 0  # grain read threads; 0: one per CPU core (common.data.read_threads)
+    c.data.threads = 0  # grain read threads; 0: one per CPU core (common.data.pipeline.read_threads)
     # real training wants a large photo set: --config.data.train.kind=folder --config.data.train.path=DIR
     c.data.train = source(TRAIN_IMAGES)
 

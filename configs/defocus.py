@@ -64,7 +64,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.crop = 240  # must be a multiple of 16
-    c.data.threads = 0  # grain read threads; 0: one per CPU core (common.data.read_threads)
+    c.data.threads = 0  # grain read threads; 0: one per CPU core (common.data.pipeline.read_threads)
     c.data.train = source(TRAIN_IMAGES)
     c.data.real = ml_collections.ConfigDict(dict(kind="proxy"))  # proxy | same-as-masked
     c.data.masked = ml_collections.ConfigDict(dict(kind="proxy", path="", invert=False))  # proxy | folder

@@ -57,7 +57,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.noise_sigma = (0.01, 0.05)
     c.data.blur_sigma = (0.4, 1.2)
     c.data.jpeg_quality = (40, 90)
-    c.data.threads = 0  # grain read threads; 0: one per CPU core (common.data.read_threads)
+    c.data.threads = 0  # grain read threads; 0: one per CPU core (common.data.pipeline.read_threads)
     c.data.train = source(FACE_IMAGES)
 
     c.eval = ml_collections.ConfigDict()
@@ -66,7 +66,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval.train_count = 0  # the first N evaluation faces were training inputs (Table 1); the rest: Table 2
     c.eval.max_images = 0  # 0 = all
     c.eval.num_samples = 3
-    c.eval.inception_weights = ""  # converted Keras InceptionV3 .npz (python -m common.fid convert): adds FID
+    c.eval.inception_weights = ""  # converted Keras InceptionV3 .npz (python -m common.quality.fid convert): adds FID
 
     if "quick" in args:
         quick_run(c, 1500)

@@ -31,6 +31,10 @@ from configs.base import quick_run, run_config, source, tiny_run, variants, vgg_
 # Builtin natural photos (colour and grey) for training; Set5/Set14 (../shared/data) are the evaluation sets.
 TRAIN_IMAGES = "astronaut,chelsea,coffee,rocket,stereo_motorcycle,camera,moon,grass,gravel,brick,clock,coins"
 VARIANTS = ("quick", "test", "gan", "feat", "x2", "x3")
+# What the every-method checks build (bf16, the device mesh): the GAN stage, whose step holds the generator's.
+CHECKED_VARIANTS = ("test,gan",)
+# The stages a throughput table times, each with the overrides of a run that starts from nothing.
+STAGES = {"": [], "gan": ["--config.init_from=scratch"]}
 EPOCH = 100_000 // 9  # steps per epoch of the authors' ~100k patches at batch 9
 
 
@@ -71,7 +75,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.lr_size = 74  # LR patch side; HR = lr_size * scale
     c.data.quantize_lr = True  # round LR to 8 bits, like LR images stored as PNG
-    c.data.threads = 0  # grain read threads; 0: one per CPU core (common.data.read_threads)
+    c.data.threads = 0  # grain read threads; 0: one per CPU core (common.data.pipeline.read_threads)
     c.data.train = source(TRAIN_IMAGES)
 
     c.eval = ml_collections.ConfigDict()

@@ -46,7 +46,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.crop = 256  # multiple of 16
-    c.data.threads = 0  # grain read threads; 0: one per CPU core (common.data.read_threads)
+    c.data.threads = 0  # grain read threads; 0: one per CPU core (common.data.pipeline.read_threads)
     c.data.input = source(INPUT_IMAGES)
     c.data.natural = source(NATURAL_IMAGES)
     c.data.degrade_inputs = True  # random dark / low-contrast / desaturated curves on training inputs

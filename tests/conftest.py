@@ -30,6 +30,11 @@ os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(_SHARED, "xla-cache")
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 import jax  # noqa: E402
 
+from common.train import xla  # noqa: E402
+from methods import checked_specs  # noqa: E402
+
+xla.set_cpu_flags()  # what the entry points set, before JAX starts its backend
+
 # Compile time dominates these tiny shapes; XLA's heavy passes are not needed.
 jax.config.update("jax_disable_most_optimizations", True)
 
@@ -60,7 +65,7 @@ def run_py(args, *, env=None, timeout=600, check=True, devices=1):
     return p
 
 
-MESH_CHECKS = ("defocus:test", "srfeat:test,gan", "tone:test", "face_sr:test", "compression:test")
+MESH_CHECKS = tuple(checked_specs())
 
 
 _MESH_STATES = os.path.join(_SHARED, "mesh-states")
@@ -78,7 +83,7 @@ def _start_mesh_check():
         return
     os.makedirs(_MESH_STATES, exist_ok=True)
     out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-    cmd = [sys.executable, "tests/mesh_check.py", "--save", _MESH_STATES, *MESH_CHECKS]
+    cmd = [sys.executable, "tests/helpers/mesh_check.py", "--save", _MESH_STATES, *MESH_CHECKS]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(4), stdout=out, stderr=err, text=True)
     atexit.register(lambda: proc.poll() is None and proc.kill())
 

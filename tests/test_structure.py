@@ -66,7 +66,7 @@ def _cycle(g: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_import_graph_has_no_cycle_even_through_imports_inside_functions():
     g = graph()
-    assert len(g) > 40 and "methods.compression.codec" in g and "common.trainer" in g
+    assert len(g) > 40 and "methods.compression.codec" in g and "common.train.trainer" in g
     assert _cycle(g) is None, " -> ".join(_cycle(g))
     # and the cycle finder finds one when there is one (a method's evaluation importing its package back)
     g["methods.tone.evaluate"] = g["methods.tone.evaluate"] | {"methods.tone"}
@@ -102,6 +102,37 @@ def test_every_module_imports_first_in_a_fresh_interpreter():
     )
     p = run_py(["-c", code])
     assert json.loads(p.stdout.strip().splitlines()[-1]) == {}
+
+
+# General metrics any method may report, kept in common/ although one method uses them today.
+GENERAL_METRICS = {"common.quality.fid"}
+
+
+def test_common_holds_only_what_several_methods_share():
+    """No module under common/ is imported by exactly one method (it belongs in that method's package), and
+    every module of common/ sits in a package by concern, not on common/'s floor (but the errors)."""
+    users = {}
+    for name, deps in graph().items():
+        if name.startswith("methods.") and name != "methods":
+            for d in deps:
+                if d.startswith("common."):
+                    users.setdefault(d, set()).add(name.split(".")[1])
+    single = {m: sorted(u) for m, u in users.items() if len(u) == 1 and m not in GENERAL_METRICS}
+    assert not single, f"common/ modules that only one method imports: {single}"
+    assert users.get("common.quality.metrics") and len(users["common.quality.metrics"]) > 1  # the check sees users
+    floor = sorted(n for n in _modules() if n.count(".") == 1 and n.startswith("common.") and n != "common.errors")
+    packages = {n.split(".")[1] for n in _modules() if n.count(".") == 2 and n.startswith("common.")}
+    assert set(floor) == {f"common.{p}" for p in packages}, floor  # only the packages' __init__ on the floor
+
+
+def test_every_method_package_is_listed_with_its_config():
+    from methods import METHODS
+
+    packages = {d for d in os.listdir(os.path.join(ROOT, "methods")) if os.path.isdir(os.path.join(ROOT, "methods", d))}
+    packages -= {"__pycache__"}
+    assert set(METHODS) == packages, f"methods/ packages {sorted(packages)} vs methods.METHODS {METHODS}"
+    for m in METHODS:
+        assert os.path.exists(os.path.join(ROOT, "configs", f"{m}.py")), m
 
 
 def test_no_file_is_long():

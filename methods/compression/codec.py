@@ -1,11 +1,11 @@
 """Image ↔ bitstream for one trained compression model.
 
-``Codec`` turns an image into a bitstream file (common.codec) and back. The
+``Codec`` turns an image into a bitstream file (methods.compression.bitstream) and back. The
 encoder computes the integer symbols with one jitted function and the
 reconstruction with another (f_rc∘f_d of the symbols); the decoder recovers
 the same symbols from the file and runs the same f_d, so its output is
 bit-identical to the encoder's in-process reconstruction. The entropy coding
-uses only the model's integer tables (common.coding_tables) and, for the
+uses only the model's integer tables (methods.compression.coding_tables) and, for the
 hyperprior, scale indices computed in fixed point from ẑ, so the symbols a
 file decodes to do not depend on the machine. Images of any size are
 mirror-padded to the model's stride and cropped back; bpp counts the
@@ -21,11 +21,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import checkpoint, codec, coding_tables, evaluation, imageio
+from common.data import imageio
+from common.quality import evaluation
+from common.train import checkpoint
+from methods.compression import bitstream, coding_tables
 from methods.compression.model import Compressor, compressor, integer_tables
 
 EXTENSION = ".rjx"
-TABLE_LIMIT = codec.SYMBOL_LIMIT  # the quantile support taken into the coding tables, at most ±this
+TABLE_LIMIT = bitstream.SYMBOL_LIMIT  # the quantile support taken into the coding tables, at most ±this
 
 
 def codec_functions(model: Compressor) -> dict:
@@ -75,7 +78,7 @@ class Codec:
 
     @functools.cached_property
     def id(self) -> bytes:
-        return codec.model_id([self.params, self.tables], self.prior + ("+dc" if self.model.mean_removal else ""))
+        return bitstream.model_id([self.params, self.tables], self.prior + ("+dc" if self.model.mean_removal else ""))
 
     # -- pieces -----------------------------------------------------------------------------------
     def pad(self, img: np.ndarray) -> np.ndarray:
@@ -125,18 +128,18 @@ class Codec:
         dc = tuple(int(v) for v in syms["dc"][0])
         fact = syms[self._coded]
         for k in ("y", "z") if self.prior == "hyperprior" else ("y",):
-            codec.check_symbols(syms[k], f"image {h}x{w}, {k}")
+            bitstream.check_symbols(syms[k], f"image {h}x{w}, {k}")
         flo, fhi = self._table_range(fact)
-        enc = codec.encoder()
-        codec.encode_factorized(enc, _channels_first(fact), self.tables["factorized"], flo, fhi)
+        enc = bitstream.encoder()
+        bitstream.encode_factorized(enc, _channels_first(fact), self.tables["factorized"], flo, fhi)
         if self.prior == "hyperprior":
             y = syms["y"]
             ylo, yhi = min(int(y.min()), -1), max(int(y.max()), 1)
-            codec.encode_indexed(enc, y, self.scale_indices(fact), self.tables["gaussian"], ylo, yhi)
-            header = codec.Header(self.prior, self.id, h, w, (ylo, yhi), (flo, fhi), dc)
+            bitstream.encode_indexed(enc, y, self.scale_indices(fact), self.tables["gaussian"], ylo, yhi)
+            header = bitstream.Header(self.prior, self.id, h, w, (ylo, yhi), (flo, fhi), dc)
         else:
-            header = codec.Header(self.prior, self.id, h, w, (flo, fhi), dc=dc)
-        return codec.pack(header, enc.get_compressed()), syms
+            header = bitstream.Header(self.prior, self.id, h, w, (flo, fhi), dc=dc)
+        return bitstream.pack(header, enc.get_compressed()), syms
 
     def decode(self, blob: bytes, name: str = "bitstream") -> np.ndarray:
         """uint8 (H, W, 3) image of a file's bytes; CodecError if it is not this model's valid stream."""
@@ -145,33 +148,33 @@ class Codec:
 
     def decode_symbols(self, blob: bytes, name: str = "bitstream") -> tuple[dict, int, int]:
         """({"y", "dc"} integer symbols, height, width) of a file: the entropy decoding alone, exact anywhere."""
-        header, words = codec.unpack(blob, name)
+        header, words = bitstream.unpack(blob, name)
         if header.prior != self.prior or header.model_id != self.id:
-            raise codec.CodecError(
+            raise bitstream.CodecError(
                 f"{name}: encoded by another model ({header.prior}, id {header.model_id.hex()}); "
                 f"this one is {self.prior}, id {self.id.hex()}"
             )
         if any(header.dc) and not self.model.mean_removal:
-            raise codec.CodecError(f"{name}: corrupted header (a mean colour for a model without mean removal)")
+            raise bitstream.CodecError(f"{name}: corrupted header (a mean colour for a model without mean removal)")
         m = self.model.multiple
         hp, wp = header.height + (-header.height) % m, header.width + (-header.width) % m
         hyper = self.prior == "hyperprior"
         count = hp // 16 * (wp // 16) * self.model.m + (hp // 64 * (wp // 64) * self.model.n if hyper else 0)
-        codec.check_work(count, 4 * words.size, name)
-        dec = codec.decoder(words)
-        with codec.decoding(name):
+        bitstream.check_work(count, 4 * words.size, name)
+        dec = bitstream.decoder(words)
+        with bitstream.decoding(name):
             if hyper:
                 zlo, zhi = header.z_range
                 zshape = (1, hp // 64, wp // 64, self.model.n)
-                zc = codec.decode_factorized(dec, zshape[1] * zshape[2], self.tables["factorized"], zlo, zhi)
+                zc = bitstream.decode_factorized(dec, zshape[1] * zshape[2], self.tables["factorized"], zlo, zhi)
                 z = _channels_last(zc, zshape)
-                y = codec.decode_indexed(dec, self.scale_indices(z), self.tables["gaussian"], *header.y_range)
+                y = bitstream.decode_indexed(dec, self.scale_indices(z), self.tables["gaussian"], *header.y_range)
             else:
                 ylo, yhi = header.y_range
                 yshape = (1, hp // 16, wp // 16, self.model.m)
-                yc = codec.decode_factorized(dec, yshape[1] * yshape[2], self.tables["factorized"], ylo, yhi)
+                yc = bitstream.decode_factorized(dec, yshape[1] * yshape[2], self.tables["factorized"], ylo, yhi)
                 y = _channels_last(yc, yshape)
-        codec.check_exhausted(dec, name)
+        bitstream.check_exhausted(dec, name)
         return {"y": y, "dc": np.asarray([header.dc], np.int32)}, header.height, header.width
 
 

@@ -38,7 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from common import degrade, evaluation, imageio, logger, lpips, metrics
+from common.data import degrade, imageio
+from common.quality import evaluation, lpips, metrics
+from common.train import logger
 from methods.compression import plots
 from methods.compression.codec import EXTENSION, Codec, codec_functions, load_codec
 

@@ -34,21 +34,25 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from common import coding_tables, conv, entropy, optim, precision
 from common.errors import ConfigError
+from common.nn import conv
+from common.train import optim, precision
+from methods.compression import coding_tables, entropy
 
 # ----------------------------------------------------------------------------- networks
 
 
-def _conv(features, k, stride=1, dtype=None):
-    return conv.Conv(features, (k, k), strides=(stride, stride), padding="SAME", dtype=dtype)
+def _conv(features, k, stride=1, dtype=None, name=None):
+    return conv.Conv(features, (k, k), strides=(stride, stride), padding="SAME", dtype=dtype, name=name)
 
 
-def _deconv(features, k, stride=2, dtype=None, use_bias=True):
-    return nn.ConvTranspose(features, (k, k), strides=(stride, stride), padding="SAME", use_bias=use_bias, dtype=dtype)
+def _deconv(features, k, stride=2, dtype=None, use_bias=True, name=None):
+    return nn.ConvTranspose(
+        features, (k, k), strides=(stride, stride), padding="SAME", use_bias=use_bias, dtype=dtype, name=name
+    )
 
 
-# The transforms' convolutions compute in `dtype` (None: float32; common.precision); GDN and every output
+# The transforms' convolutions compute in `dtype` (None: float32; common.train.precision); GDN and every output
 # are float32, so the entropy model and the losses never see bf16.
 
 
@@ -96,9 +100,11 @@ class HyperSynthesis(nn.Module):
 
     @nn.compact
     def __call__(self, z):
-        h = nn.relu(_deconv(self.n, 5, dtype=self.dtype)(z))
-        h = nn.relu(_deconv(self.n, 5, dtype=self.dtype)(h))
-        return nn.relu(_conv(self.m, 3, dtype=self.dtype)(h)).astype(jnp.float32)
+        # named as the codec's fixed-point copy of h_s reads them (coding_tables.HYPER_SYNTHESIS_LAYERS)
+        (up0, _), (up1, _), (out, _) = coding_tables.HYPER_SYNTHESIS_LAYERS
+        h = nn.relu(_deconv(self.n, 5, dtype=self.dtype, name=up0)(z))
+        h = nn.relu(_deconv(self.n, 5, dtype=self.dtype, name=up1)(h))
+        return nn.relu(_conv(self.m, 3, dtype=self.dtype, name=out)(h)).astype(jnp.float32)
 
 
 class Compressor(nn.Module):
@@ -247,7 +253,7 @@ class State:
     step: jax.Array
     params: Any
     opt_state: Any
-    tables: Any  # integer coding tables (common.coding_tables), refreshed by `finalize` before every checkpoint
+    tables: Any  # integer coding tables (coding_tables), refreshed by `finalize` before every checkpoint
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -296,7 +302,7 @@ def init_state(key, nets: Nets, config) -> State:
 
 
 def integer_tables(model: Compressor, params) -> dict:
-    """The model's integer coding tables (common.coding_tables) from its factorized prior. Pure."""
+    """The model's integer coding tables (methods.compression.coding_tables) from its factorized prior. Pure."""
     which = "z" if model.prior == "hyperprior" else "y"
     n = 2 * coding_tables.TAIL + 1
     rows = model.apply({"params": params}, jnp.float32(-coding_tables.TAIL), n, which, method=Compressor.pmf_tables)

@@ -13,9 +13,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from common import conv, evaluation, trainer, vgg
-from common import data as common_data
+from common.data import pipeline
 from common.errors import ConfigError, check_size
+from common.pretrained import vgg
+from common.quality import evaluation
+from common.train import trainer
 from methods.defocus import data, evaluate, model
 
 
@@ -34,7 +36,6 @@ def check_config(config) -> None:
 def build(config) -> trainer.Task:
     """Everything the trainer needs for DMENet under `config`."""
     check_config(config)
-    conv.configure(config)
     backbone = vgg.load_backbone(config.backbone, config.vgg19_weights, width=config.model.vgg_width, seed=config.seed)
     nets = model.Nets(config, backbone)
     init_encoder = backbone.pretrained and config.model.init_encoder
@@ -49,12 +50,12 @@ def build(config) -> trainer.Task:
     return trainer.Task(
         init=init,
         train_step=functools.partial(model.train_step, nets=nets, config=config),
-        train_data=common_data.train_stream(config, lambda: data.example_fn(config, config.data.train)),
+        train_data=pipeline.train_stream(config, lambda: data.example_fn(config, config.data.train)),
         total_steps=config.total_steps,
         frozen={"vgg": backbone.variables},
         samples=ev.train_samples,
         evaluate=ev.evaluate,
         predict=ev.predict,
-        metadata={"method": "defocus", **backbone.metadata(), "encoder_init": "imagenet" if init_encoder else "random"},
+        metadata={**backbone.metadata(), "encoder_init": "imagenet" if init_encoder else "random"},
         images_per_step=(1 + int(on["adv"]) + int(on["sharp"])) * config.batch_size,
     )

@@ -27,7 +27,7 @@ import os
 import numpy as np
 from scipy import ndimage
 
-from common import data, degrade, imageio
+from common.data import degrade, imageio, pipeline
 
 # ----------------------------------------------------------------------------- thin lens (Eq. 1)
 
@@ -100,7 +100,7 @@ def procedural_depth(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def _layer_blur(kernel: str, coc: float):
-    """(blur function, its parameter, the kernel's reach in pixels) for a layer of CoC `coc` (common.degrade)."""
+    """(blur function, its parameter, the kernel's reach in pixels) for a layer of CoC `coc` (common.data.degrade)."""
     if kernel == "gaussian":
         s = float(coc_to_sigma(coc))
         return degrade.gaussian_blur, s, (int(3.0 * s + 0.5) if s > 0 else 0)  # gaussian_filter at truncate=3
@@ -156,12 +156,12 @@ def render_layers(img: np.ndarray, depth: np.ndarray, coc: np.ndarray, *, n_laye
 def _photo_and_depth(rng, source, size: int, use_real_depth: bool = True):
     item = source[int(rng.integers(len(source)))]
     if use_real_depth and "depth" in item:
-        img, depth = data.random_crop(rng, size, item["image"], item["depth"])
+        img, depth = pipeline.random_crop(rng, size, item["image"], item["depth"])
         depth = depth * rng.uniform(1.5, 6.0)  # unit-free disparity depth -> metres
     else:
-        (img,) = data.random_crop(rng, size, item["image"])
+        (img,) = pipeline.random_crop(rng, size, item["image"])
         depth = procedural_depth(rng, size, size)
-    return data.random_flip_rot(rng, img, depth)
+    return pipeline.random_flip_rot(rng, img, depth)
 
 
 def synthetic_example(rng: np.random.Generator, source, cfg) -> dict:
@@ -223,8 +223,8 @@ class MaskedFolder:
 
     def example(self, rng: np.random.Generator, crop: int) -> dict:
         img, mask = self.load(int(rng.integers(len(self))))
-        img, mask = data.random_crop(rng, crop, img, mask)
-        img, mask = data.random_flip_rot(rng, img, mask)
+        img, mask = pipeline.random_crop(rng, crop, img, mask)
+        img, mask = pipeline.random_flip_rot(rng, img, mask)
         return {"image": img, "mask": mask[..., None]}
 
 
@@ -232,9 +232,9 @@ class MaskedFolder:
 
 
 def example_fn(config, source_cfg):
-    """rng -> one training example dict holding every stream the config uses (common.data.train_pipeline)."""
+    """rng -> one training example dict holding every stream the config uses (common.data.pipeline.train_pipeline)."""
     dcfg = config.data
-    source = data.make_source(source_cfg, min_size=dcfg.crop + 2 * dcfg.lens.margin)
+    source = pipeline.make_source(source_cfg, min_size=dcfg.crop + 2 * dcfg.lens.margin)
     masked = MaskedFolder(dcfg.masked.path, invert=dcfg.masked.invert) if dcfg.masked.kind == "folder" else None
     lam = config.loss
 

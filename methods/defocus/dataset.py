@@ -10,13 +10,13 @@ import os
 
 import numpy as np
 
-from common import data, imageio
+from common.data import imageio, pipeline
 from methods.defocus.data import synthetic_example
 
 
 def write_dataset(out: str, num: int, cfg, seed: int) -> None:
     """Writes `num` synthetic pairs: NNNNN_image.png, NNNNN_label16.png, NNNNN_sigma.npy."""
-    source = data.make_source(cfg.train, min_size=cfg.crop + 2 * cfg.lens.margin)
+    source = pipeline.make_source(cfg.train, min_size=cfg.crop + 2 * cfg.lens.margin)
     os.makedirs(out, exist_ok=True)
     from tqdm.auto import tqdm
 

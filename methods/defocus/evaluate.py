@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from common import data, evaluation, imageio, metrics
+from common.data import imageio, pipeline
+from common.quality import evaluation, metrics
 from methods.defocus import data as defocus_data
 
 # ----------------------------------------------------------------------------- no-learning baseline
@@ -62,7 +63,7 @@ class Evaluator:
         if which not in self._sources:
             cfg = self.config.eval.source if which == "eval" else self.config.data.train
             lens = self.config.data.lens
-            self._sources[which] = data.make_source(cfg, min_size=self.config.eval.crop + 2 * lens.margin)
+            self._sources[which] = pipeline.make_source(cfg, min_size=self.config.eval.crop + 2 * lens.margin)
         return self._sources[which]
 
     def maps(self, state, images: np.ndarray) -> np.ndarray:
@@ -100,7 +101,7 @@ class Evaluator:
         dcfg = self._eval_cfg()
         source = self._source("eval")
         fn = lambda rng: defocus_data.synthetic_example(rng, source, dcfg)
-        return data.fixed_set(fn, self.config.eval.num_synthetic, self.config.eval.seed)
+        return pipeline.fixed_set(fn, self.config.eval.num_synthetic, self.config.eval.seed)
 
     def masked_set(self):
         dcfg = self._eval_cfg()
@@ -113,7 +114,7 @@ class Evaluator:
             return out, "folder:" + dcfg.masked.path
         source = self._source("eval")
         fn = lambda rng: defocus_data.proxy_real_example(rng, source, dcfg)
-        return data.fixed_set(
+        return pipeline.fixed_set(
             fn, self.config.eval.num_masked, self.config.eval.seed + 1
         ), "proxy (disk PSF + noise + JPEG)"
 
@@ -121,7 +122,7 @@ class Evaluator:
         dcfg = self._eval_cfg()
         source = self._source("train")
         fn = lambda rng: defocus_data.synthetic_example(rng, source, dcfg)
-        return data.fixed_set(fn, n, self.config.seed + 777)
+        return pipeline.fixed_set(fn, n, self.config.seed + 777)
 
     def evaluate(self, state, outdir: str) -> dict:
         train_ref = self._train_reference()

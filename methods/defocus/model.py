@@ -9,7 +9,7 @@ Four networks, trained together; only B is used at test time:
                        D(feature) ◄┘ synthetic=1 / real=0        S(map) ◄┘ 1x1 convs → blur logit
                                                           C = frozen VGG conv4_4 of (map, y)
 
-The VGG is `common.vgg`'s backbone: ImageNet VGG-16 by default (its block ends
+The VGG is `common.pretrained.vgg`'s backbone: ImageNet VGG-16 by default (its block ends
 conv3_3 / conv4_3 / conv5_3 stand in for VGG-19's conv3_4 / conv4_4 / conv5_4),
 or the authors' VGG-19 with `vgg19_weights`.
 
@@ -37,7 +37,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from common import conv, layers, optim, precision, vgg
+from common.nn import conv, layers
+from common.pretrained import vgg
+from common.train import optim, precision
 
 # ----------------------------------------------------------------------------- networks
 

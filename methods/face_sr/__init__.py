@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 
-from common import conv, trainer, vgg
-from common import data as common_data
+from common.data import pipeline
 from common.errors import ConfigError, check_size
+from common.pretrained import vgg
+from common.train import trainer
 from methods.face_sr import data, evaluate, model
 
 
@@ -26,7 +27,6 @@ def check_config(config) -> None:
 def build(config) -> trainer.Task:
     """Everything the trainer needs for self-supervised face SR under `config`."""
     check_config(config)
-    conv.configure(config)
     backbone = vgg.load_backbone(
         config.backbone, config.vgg19_weights, width=config.model.vgg_width, seed=config.seed, random_init="he"
     )
@@ -35,14 +35,13 @@ def build(config) -> trainer.Task:
     return trainer.Task(
         init=functools.partial(model.init_state, nets=nets, config=config),
         train_step=functools.partial(model.train_step, nets=nets),
-        train_data=common_data.train_stream(config, lambda: data.example_fn(config)),
+        train_data=pipeline.train_stream(config, lambda: data.example_fn(config)),
         total_steps=config.total_steps,
         frozen={"vgg": backbone.variables},
         samples=ev.train_samples,
         evaluate=ev.evaluate,
         predict=ev.predict,
         metadata={
-            "method": "face_sr",
             **backbone.metadata(),
             "vgg_layers": ",".join(nets.layers),
             "vgg_feature_scale": nets.feature_scale,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common import data, degrade, resize
+from common.data import degrade, pipeline, resize
 
 DEGRADATIONS = ("rotation", "noise", "blur", "jpeg")
 
@@ -19,13 +19,13 @@ def input_face(rng, image: np.ndarray, face_size: int, input_size: int) -> np.nd
     """The S x S low-resolution input: the image resized to `face_size` (if set), then a random S crop."""
     if face_size and image.shape[:2] != (face_size, face_size):
         image = np.clip(resize.imresize(image, output_shape=(face_size, face_size)), 0, 1).astype(np.float32)
-    (image,) = data.random_crop(rng, input_size, image)
+    (image,) = pipeline.random_crop(rng, input_size, image)
     return image
 
 
 def make_pairs(rng, face: np.ndarray, dcfg) -> dict:
     """lr{s} / gt{s} for s = 0..scales-1 (GT = face↓2^s, LR = GT↓4) after ONE random degradation."""
-    (face,) = data.random_flip_rot(rng, face) if dcfg.flip else (face,)
+    (face,) = pipeline.random_flip_rot(rng, face) if dcfg.flip else (face,)
     kind = int(rng.integers(len(DEGRADATIONS)))
     if DEGRADATIONS[kind] == "rotation":
         face = np.ascontiguousarray(np.rot90(face, int(rng.integers(1, 4))))
@@ -50,7 +50,7 @@ def make_pairs(rng, face: np.ndarray, dcfg) -> dict:
 def example_fn(config):
     """rng -> one face's pairs (`make_pairs`) from the configured training faces."""
     dcfg = config.data
-    source = data.make_source(dcfg.train, min_size=0 if dcfg.face_size else dcfg.input_size)
+    source = pipeline.make_source(dcfg.train, min_size=0 if dcfg.face_size else dcfg.input_size)
     n = len(source) if not dcfg.limit else min(dcfg.limit, len(source))
 
     def fn(rng):

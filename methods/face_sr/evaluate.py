@@ -10,7 +10,7 @@ AlexNet; lower is better). The first
 ``eval.train_count`` faces are the ones the model was trained on (as 256
 inputs: the seed's Table 1); the rest are unseen (Table 2). FID is
 computed only with user-supplied Inception-v3 weights
-(``eval.inception_weights``, converted by ``python -m common.fid convert``):
+(``eval.inception_weights``, converted by ``python -m common.quality.fid convert``):
 then each group also gets ``fid`` of bicubic and of the model against the
 true faces (few images: biased upwards, comparable only on the same faces).
 """
@@ -21,7 +21,8 @@ import jax
 import numpy as np
 from scipy import ndimage
 
-from common import data, evaluation, fid, imageio, metrics, resize
+from common.data import imageio, pipeline, resize
+from common.quality import evaluation, fid, metrics
 
 FALLBACK_EVAL = "builtin:astronaut+grace_hopper"
 
@@ -58,7 +59,7 @@ class Evaluator:
     def evaluate(self, state, outdir: str) -> dict:
         ev = self.config.eval
         spec = evaluation.eval_spec(ev.data, ("celeba_hq",), FALLBACK_EVAL)
-        (_, source), *_ = data.image_sets(spec)  # the first set
+        (_, source), *_ = pipeline.image_sets(spec)  # the first set
         fid_net = fid.FID(ev.inception_weights) if ev.inception_weights else None
         feats = {g: {"bicubic": [], "model": [], "truth": []} for g in ("train_inputs", "held_out")}
 
@@ -83,7 +84,7 @@ class Evaluator:
         records, rows = evaluation.score_images(source, score, limit=ev.max_images, num_samples=ev.num_samples)
         results = {"faces": spec, "hr_size": ev.hr_size, "lpips_net": "alex"}
         if fid_net is None:
-            results["fid"] = "not computed (set eval.inception_weights; see common/fid.py)"
+            results["fid"] = "not computed (set eval.inception_weights; see common/quality/fid.py)"
         for name in ("train_inputs", "held_out"):
             recs = [{k: v for k, v in r.items() if k != "group"} for r in records if r["group"] == name]
             if not recs:

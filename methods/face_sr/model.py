@@ -24,7 +24,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from common import conv, gan, layers, metrics, optim, precision, vgg
+from common.nn import conv, gan, layers
+from common.pretrained import vgg
+from common.quality import metrics
+from common.train import optim, precision
 
 # ----------------------------------------------------------------------------- networks
 

@@ -14,9 +14,11 @@ import json
 import jax
 import jax.numpy as jnp
 
-from common import checkpoint, conv, evaluation, logger, trainer, vgg
-from common import data as common_data
+from common.data import pipeline
 from common.errors import ConfigError, check_size
+from common.pretrained import vgg
+from common.quality import evaluation
+from common.train import checkpoint, logger, trainer
 from methods.srfeat import data, evaluate, model
 
 
@@ -51,7 +53,6 @@ def total_steps(config) -> int:
 def build(config) -> trainer.Task:
     """Everything the trainer needs for SRFeat under `config` (stage 1 or 2)."""
     check_config(config)
-    conv.configure(config)
     frozen, backbone = {}, None
     if config.stage == "gan":
         backbone = vgg.load_backbone(
@@ -77,14 +78,13 @@ def build(config) -> trainer.Task:
     return trainer.Task(
         init=init,
         train_step=functools.partial(model.train_step, nets=nets),
-        train_data=common_data.train_stream(config, lambda: data.example_fn(config)),
+        train_data=pipeline.train_stream(config, lambda: data.example_fn(config)),
         total_steps=total_steps(config),
         frozen=frozen,
         samples=ev.train_samples,
         evaluate=ev.evaluate,
         predict=ev.predict,
         metadata={
-            "method": "srfeat",
             "stage": config.stage,
             "scale": config.model.scale,
             "init_from": json.dumps([config.init_from, init_step]) if config.init_from else "",

@@ -19,8 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import checkpoint, evaluation, imageio, resize
+from common.data import imageio, resize
 from common.errors import UserError
+from common.quality import evaluation
+from common.train import checkpoint
 from methods.srfeat import evaluate, model
 
 

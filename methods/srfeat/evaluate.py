@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import evaluation, imageio, lpips, metrics, resize
+from common.data import imageio, resize
+from common.quality import evaluation, lpips, metrics
 
 FALLBACK_EVAL = "builtin:grace_hopper"  # not a training image
 SHARED_SETS = ("set5", "set14")

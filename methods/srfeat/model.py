@@ -29,8 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import checkpoint, conv, gan, layers, metrics, optim, precision, vgg
 from common.errors import ConfigError
+from common.nn import conv, gan, layers
+from common.pretrained import vgg
+from common.quality import metrics
+from common.train import checkpoint, optim, precision
 
 # ----------------------------------------------------------------------------- networks
 
@@ -259,7 +262,7 @@ def _shapes(tree) -> dict[str, tuple]:
 
 
 def load_generator(run: checkpoint.Run, abstract_g, abstract_stats, *, what: str):
-    """(g, g_stats) of an SRFeat run (common.checkpoint.load_run), checked against this config's shapes."""
+    """(g, g_stats) of an SRFeat run (common.train.checkpoint.load_run), checked against this config's shapes."""
     out = []
     for tree, ref in ((run.state["g"], abstract_g), (run.state["g_stats"], abstract_stats)):
         got, want = _shapes(tree), _shapes(ref)

@@ -11,9 +11,9 @@ import functools
 
 import jax.numpy as jnp
 
-from common import conv, trainer
-from common import data as common_data
+from common.data import pipeline
 from common.errors import ConfigError, check_size
+from common.train import trainer
 from methods.tone import data, evaluate, model
 
 
@@ -27,19 +27,17 @@ def check_config(config) -> None:
 def build(config) -> trainer.Task:
     """Everything the trainer needs for tone enhancement under `config`."""
     check_config(config)
-    conv.configure(config)
     nets = model.Nets(config)
     ev = evaluate.Evaluator(config, enhance=nets.enhance, invert=nets.invert)
     return trainer.Task(
         init=functools.partial(model.init_state, nets=nets, config=config),
         train_step=functools.partial(model.train_step, nets=nets),
-        train_data=common_data.train_stream(config, lambda: data.example_fn(config)),
+        train_data=pipeline.train_stream(config, lambda: data.example_fn(config)),
         total_steps=config.total_steps,
         samples=ev.train_samples,
         evaluate=ev.evaluate,
         predict=ev.predict,
         metadata={
-            "method": "tone",
             "algorithm": config.data.algorithm,
             "lambdas": [config.loss.lambda1, config.loss.lambda2, config.loss.lambda3],
         },

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common import data, degrade
+from common.data import degrade, pipeline
 from common.errors import ConfigError
 
 # ----------------------------------------------------------------------------- the fixed enhancement algorithms A
@@ -75,16 +75,16 @@ def example_fn(config):
     """rng -> {"x": input crop (tone-degraded if configured), "target": A(x), "natural": unpaired photo crop}."""
     dc = config.data
     params = dict(dc.algorithm_params)
-    inputs = data.make_source(dc.input, min_size=dc.crop)
-    naturals = data.make_source(dc.natural, min_size=dc.crop)
+    inputs = pipeline.make_source(dc.input, min_size=dc.crop)
+    naturals = pipeline.make_source(dc.natural, min_size=dc.crop)
 
     def fn(rng):
-        (x,) = data.random_crop(rng, dc.crop, inputs[int(rng.integers(len(inputs)))]["image"])
-        (x,) = data.random_flip_rot(rng, x)
+        (x,) = pipeline.random_crop(rng, dc.crop, inputs[int(rng.integers(len(inputs)))]["image"])
+        (x,) = pipeline.random_flip_rot(rng, x)
         if dc.degrade_inputs:
             x, _ = degrade.random_tone_curve(rng, x)
-        (y,) = data.random_crop(rng, dc.crop, naturals[int(rng.integers(len(naturals)))]["image"])
-        (y,) = data.random_flip_rot(rng, y)
+        (y,) = pipeline.random_crop(rng, dc.crop, naturals[int(rng.integers(len(naturals)))]["image"])
+        (y,) = pipeline.random_flip_rot(rng, y)
         return {
             "x": x.astype(np.float32),
             "target": enhance(x, dc.algorithm, params),

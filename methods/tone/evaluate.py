@@ -2,7 +2,7 @@
 
 No retouched ground truth exists, so evaluation degrades held-out real photos
 (Kodak from ../shared/data when present, else builtin grace_hopper) by a
-known random tone curve (`common.degrade.random_tone_curve`: dark / low
+known random tone curve (`common.data.degrade.random_tone_curve`: dark / low
 contrast / desaturated, seeded per image) and measures, against the original:
 
 * PSNR, SSIM, LPIPS (v0.1, AlexNet) and mean ΔE (CIE76 in CIELAB) for the
@@ -26,7 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from common import checkpoint, degrade, evaluation, imageio, lpips, metrics, resize
+from common.data import degrade, imageio, resize
+from common.quality import evaluation, lpips, metrics
+from common.train import checkpoint
 from methods.tone import data as tone_data
 
 FALLBACK_EVAL = "builtin:grace_hopper"

@@ -27,8 +27,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from common import conv, gan, layers, metrics, optim, precision
 from common.errors import ConfigError
+from common.nn import conv, gan, layers
+from common.quality import metrics
+from common.train import optim, precision
 
 # ----------------------------------------------------------------------------- networks
 
