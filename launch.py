@@ -1,7 +1,10 @@
 """Train, evaluate or run one of the project's methods.
 
-    python launch.py --config=configs/<method>.py[:variant] --workdir=DIR \
+    python launch.py --config=configs/<method>.py[:variant] --workdir=DIR \\
         [--mode=train|eval|predict] [--input=PATH --output=PATH] [--config.key=value ...]
+
+Installed, the same launcher is the console command ``restore-jax``, which also takes a method's name for its
+shipped config from any folder: ``restore-jax --config=defocus:quick --workdir=DIR``.
 """
 
 import os
@@ -14,6 +17,7 @@ flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, sampl
 flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"], "What to do.")
 flags.DEFINE_string("input", None, "predict: an image or a folder of images.")
 flags.DEFINE_string("output", None, "predict: output file (image input) or folder (folder input).")
+flags.DEFINE_bool("allow_config_change", False, "train: continue a run with config values that differ from its own.")
 # Several processes (JAX's distributed runtime). Unset: read from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
 # JAX_PROCESS_ID; on a TPU pod or under Slurm `--config.distributed=True` alone lets JAX detect them.
 flags.DEFINE_string("coordinator_address", None, "multi-process: host:port of process 0's coordinator.")
@@ -23,14 +27,30 @@ flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
 
+def check_paths(mode: str, workdir: str, input_path: str | None, output_path: str | None) -> None:
+    """What can be checked before anything is built: the run to evaluate or apply, and predict's input."""
+    from common.train import trainer
+
+    if mode == "train":
+        return
+    trainer.check_trained(workdir)
+    if mode == "predict":
+        if not input_path or not output_path:
+            raise app.UsageError("--mode=predict needs --input=PATH and --output=PATH")
+        if not os.path.exists(input_path):
+            raise FileNotFoundError(f"--input={input_path}: no such file or folder")
+
+
 def main(argv, hooks=()):
     """The launcher; `hooks` (per-step callbacks, see `trainer.train_and_evaluate`) are for scripts that wrap it."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax/absl INFO lines drown the progress output
-    from common.train import sharding, trainer
+    from common.train import logger, sharding, trainer
 
     config = FLAGS.config
+    workdir = os.path.abspath(FLAGS.workdir)
+    check_paths(FLAGS.mode, workdir, FLAGS.input, FLAGS.output)
     joined = sharding.initialize_distributed(
         coordinator_address=FLAGS.coordinator_address,
         num_processes=FLAGS.num_processes,
@@ -39,24 +59,23 @@ def main(argv, hooks=()):
     )
     if joined and FLAGS.mode != "train":
         raise app.UsageError(f"--mode={FLAGS.mode} runs in one process; start it without the multi-process settings")
+    logger.console().info(f"Building {config.method} (networks, weights, data) ...")
     task = trainer.build_task(config)
-    workdir = os.path.abspath(FLAGS.workdir)
     if FLAGS.mode == "train":
-        trainer.train_and_evaluate(task, config, workdir, hooks=hooks)
+        trainer.train_and_evaluate(task, config, workdir, hooks=hooks, allow_config_change=FLAGS.allow_config_change)
     elif FLAGS.mode == "eval":
         state, step = trainer.restore_for_inference(task, config, workdir)
         trainer.run_evaluation(task, state, workdir, step)
     else:
-        if not FLAGS.input or not FLAGS.output:
-            raise app.UsageError("--mode=predict needs --input=PATH and --output=PATH")
         state, _ = trainer.restore_for_inference(task, config, workdir)
         for path in task.predict(state, FLAGS.input, FLAGS.output):
             print(path)
 
 
 def run(main=main):
-    """Entry point: the process's XLA:CPU flags (`common.train.xla`) and malloc set up for XLA's large per-step
-    buffers (`common.train.hostmem`), then user-facing errors as one clear line instead of a traceback."""
+    """Entry point (also the ``restore-jax`` command): the process's XLA:CPU flags (`common.train.xla`) and malloc
+    set up for XLA's large per-step buffers (`common.train.hostmem`), then user-facing errors as one clear line
+    instead of a traceback."""
     from common.errors import run_absl
     from common.train import hostmem, xla
 

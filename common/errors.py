@@ -49,15 +49,71 @@ def _config_files(argv: list[str]) -> list[str]:
     return [v.split(":", 1)[0] for v in out]
 
 
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def resolve_config(value: str) -> str:
+    """``--config``'s value with its path made absolute when it names a shipped config: a method's name
+    (``defocus:quick``) or ``configs/<name>.py`` given from outside the repository. Other paths stay as given."""
+    path, sep, variants = value.partition(":")
+    name = os.path.basename(path).removesuffix(".py")
+    shipped = os.path.join(CONFIGS_DIR, f"{name}.py")
+    is_name = "/" not in path and not path.endswith(".py")
+    if (is_name or (not os.path.isfile(path) and path == f"configs/{name}.py")) and os.path.isfile(shipped):
+        return shipped + sep + variants
+    return value
+
+
+def _resolve_configs(argv: list[str]) -> list[str]:
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a.startswith("--config="):
+            out[i] = "--config=" + resolve_config(a.split("=", 1)[1])
+        elif a == "--config" and i + 1 < len(out):
+            out[i + 1] = resolve_config(out[i + 1])
+    return out
+
+
+def usage() -> str:
+    """The launcher's help: its usage, modes and flags, and every shipped config's variants (from their docstrings)."""
+    import importlib
+
+    from methods import METHODS
+
+    lines = [
+        "usage: python launch.py --config=configs/METHOD.py[:VARIANT,...] --workdir=DIR [--mode=train|eval|predict]",
+        "                        [--input=PATH --output=PATH] [--config.KEY=VALUE ...] [--allow_config_change]",
+        "       restore-jax --config=METHOD[:VARIANT,...] --workdir=DIR ...   (the installed command; any folder)",
+        "",
+        "modes: train (default: train to config.total_steps, resuming, then evaluate), eval (evaluate the latest",
+        "checkpoint into DIR/eval), predict (apply it to --input, an image or a folder, writing --output)",
+        "multi-process: --coordinator_address=HOST:PORT --num_processes=N --process_id=I, or --config.distributed=True",
+        "",
+        "configs and their variants (combine variants with commas):",
+    ]
+    for name in METHODS:
+        doc = importlib.import_module(f"configs.{name}").__doc__ or ""
+        first = doc.strip().splitlines()[0] if doc.strip() else ""
+        lines += ["", f"{name} (configs/{name}.py): {first}"]
+        text = doc.split("Variants", 1)
+        if len(text) == 2:
+            lines += ["  " + line.rstrip() for line in text[1].splitlines()[1:] if line.strip()]
+    return "\n".join(lines)
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with every bad flag reported in one line: a config file that does not exist, an
     override of a key the config lacks, and a config file's own error (an unknown variant), all of which
-    ml_collections reports with a traceback."""
+    ml_collections reports with a traceback. ``--help`` prints `usage` and exits 0."""
     from absl import flags
 
+    if any(a in ("-h", "--help", "-help", "--helpfull", "--helpshort") for a in argv[1:]):
+        print(usage())
+        sys.exit(0)
+    argv = _resolve_configs(argv)
     for path in _config_files(argv):
         if not os.path.isfile(path):
-            sys.exit(f"error: --config={path}: no such config file")
+            sys.exit(f"error: --config={path}: no such config file (a file, or a method: {_method_names()})")
     try:
         return flags.FLAGS(argv)
     except (AttributeError, KeyError) as e:  # an override such as --config.model.widht=2
@@ -73,6 +129,12 @@ def _parse_flags(argv: list[str]) -> list[str]:
             exception, _, message = lines[-1].partition(": ")  # "configs.base.ConfigError: ..."
             lines = [lines[0], f"{exception.rpartition('.')[2]}: {message}"]
         sys.exit(f"error: {' '.join(lines)}")
+
+
+def _method_names() -> str:
+    from methods import METHODS
+
+    return ", ".join(METHODS)
 
 
 def run_absl(main) -> None:

@@ -1,4 +1,4 @@
-r"""Learned image compression with the feature-identity loss (seed 004).
+r"""Learned image compression with the feature-identity loss (patent 004).
 
     python launch.py --config=configs/compression.py:quick --workdir=runs/comp_fi
     python launch.py --config=configs/compression.py:quick,plain --workdir=runs/comp_plain
@@ -12,7 +12,7 @@ r"""Learned image compression with the feature-identity loss (seed 004).
         --input=photo.rjx --output=decoded.png
 
 Variants (``:arg``, comma-separated):
-  (none)     the seed's model: scale hyperprior, CompressAI's (N, M) for the
+  (none)     the patent's model: scale hyperprior, CompressAI's (N, M) for the
              quality, 256 crops, batch 8, Adam 1e-4, λ2 = 1 (L_FI). Sized for a GPU.
   q1 .. q8   the rate point: λ1 = λ_q·255² with CompressAI's MSE λ table
              (0.0018 … 0.18); default q3. q6-q8 use (N, M) = (192, 320).
@@ -48,13 +48,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.model.prior = "factorized" if "factorized" in args else "hyperprior"
     c.model.n, c.model.m = (128, 192) if quality <= 5 else (192, 320)
-    # each image's mean colour coded on the side (24 bits) and removed before f_e; False: the seed's bare model
+    # each image's mean colour coded on the side (24 bits) and removed before f_e; False: the patent's bare model
     c.model.mean_removal = True
 
     c.loss = ml_collections.ConfigDict()
     c.loss.lambda1 = LAMBDAS[quality - 1] * 255.0**2  # weight of L_D = MSE on [0, 1]
-    c.loss.lambda2 = 0.0 if "plain" in args else 1.0  # weight of L_FI (the seed's example: 1)
-    c.loss.fi_norm = "mse"  # 'mse' (the seed's [0078]) or 'l2' (Eq. 5's ‖F0 − F1‖₂ per image)
+    c.loss.lambda2 = 0.0 if "plain" in args else 1.0  # weight of L_FI (the patent's example: 1)
+    c.loss.fi_norm = "mse"  # 'mse' (the patent's [0078]) or 'l2' (Eq. 5's ‖F0 − F1‖₂ per image)
 
     c.optim = ml_collections.ConfigDict(dict(lr=1e-4, aux_lr=1e-3, clip=1.0, decay_at=0.9, decay=0.1))
 

@@ -1,4 +1,4 @@
-r"""DMENet: defocus-map estimation with domain adaptation (seed 002).
+r"""DMENet: defocus-map estimation with domain adaptation (patent 002).
 
     python launch.py --config=configs/defocus.py:quick --workdir=runs/defocus_quick
 
@@ -12,7 +12,7 @@ Variants (``:arg``, comma-separated):
           (the encoder 1e-4; x0.8 every 500 steps); --config.model.init_encoder=False is the
           random-init ablation (README).
   test    tiny shapes for the test suite (random VGG at width x1/16, 32x32 crops).
-Ablations of the seed's Fig. 6 (combine with a variant, e.g. ``quick,bd``):
+Ablations of the patent's Fig. 6 (combine with a variant, e.g. ``quick,bd``):
   b (B only), bd (B+D), bdc (B+D+C), bdsc (B+D+S+C, no aux loss), full (default).
 """
 
@@ -50,7 +50,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.model.init_encoder = True  # initialise B's encoder from the pretrained VGG (False: random init ablation)
     c.model.width = 1.0  # channel multiplier of B's decoder and of D
     c.model.n_res = 7  # residual blocks after the decoder
-    c.model.sharp_loss = "mse"  # seed Eq. 6 ('mse'); authors' code: 'bce'
+    c.model.sharp_loss = "mse"  # patent Eq. 6 ('mse'); authors' code: 'bce'
 
     # weights of L_aux, L_adv, L_S, L_C (Eqs. 3, 5-7; L_B has weight 1); 0 switches a term and its network off
     c.loss = ml_collections.ConfigDict(dict(aux=1.0, adv=1e-3, sharp=2e-2, content=1e-4))

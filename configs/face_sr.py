@@ -1,18 +1,18 @@
-r"""Self-supervised x4 face super-resolution (seed 003).
+r"""Self-supervised x4 face super-resolution (paper 003).
 
     python launch.py --config=configs/face_sr.py:quick --workdir=runs/face_quick
-    # the seed's protocol on ../shared/data/celeba_hq (1024 faces -> 256 inputs)
+    # the paper's protocol on ../shared/data/celeba_hq (1024 faces -> 256 inputs)
     python launch.py --config=configs/face_sr.py:quick,celeba --workdir=runs/face_celeba
 
 Variants (``:arg``, comma-separated):
-  (none)  the seed: 256 input faces, batch 8, pairs 64→256, 32→128, 16→64,
+  (none)  the paper: 256 input faces, batch 8, pairs 64→256, 32→128, 16→64,
           full-width networks, Adam 1e-4 (β 0, 0.99). Sized for a GPU/TPU.
   quick   a 2-core CPU demo (<= 10 min): G and D at width 1/4 (the
           pretrained VGG at full width), 64-pixel
           inputs (pairs 16→64 and 8→32), batch 4; random 64-pixel crops of
           the builtin photos that contain faces (astronaut, grace_hopper).
   celeba  train on the first 16 CelebA-HQ faces of ../shared/data/celeba_hq
-          resized to 256 (the seed's pairs 64→256 etc.), then evaluate x4
+          resized to 256 (the paper's pairs 64→256 etc.), then evaluate x4
           256 → 1024 on those faces and on the unseen rest; with quick the
           inputs are random 128 crops of the 256 faces (pairs 32→128, 16→64).
   test    tiny shapes for the test suite (random width-1/16 VGG).
@@ -41,8 +41,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.model.vgg_width = 1.0  # 1.0 for pretrained weights (< 1 needs backbone=random)
 
     c.loss = ml_collections.ConfigDict()
-    c.loss.adv = 1.0  # weight of ½(D(G(LR)) − 1)² (the seed: 1)
-    c.loss.vgg = 1.0  # weight of Σ_i ‖f_i(G) − f_i(GT)‖₁ (the seed: 1)
+    c.loss.adv = 1.0  # weight of ½(D(G(LR)) − 1)² (the paper: 1)
+    c.loss.vgg = 1.0  # weight of Σ_i ‖f_i(G) − f_i(GT)‖₁ (the paper: 1)
     c.loss.vgg_layers = "conv1_2,conv2_2,conv3_4,conv4_4"  # VGG-19 names; on VGG-16 conv3_3, conv4_3
     c.loss.feature_scale = 0.0  # features x this; 0 = per backbone: 1/255 (Caffe VGG-19), 1.0 (torch VGG-16)
 

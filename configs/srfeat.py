@@ -1,4 +1,4 @@
-r"""SRFeat: super-resolution with an image and a feature discriminator (seed 000).
+r"""SRFeat: super-resolution with an image and a feature discriminator (patent 000).
 
     # stage 1: MSE pre-training (SRFeat_M)
     python launch.py --config=configs/srfeat.py:quick --workdir=runs/srfeat_m
@@ -20,7 +20,7 @@ Variants (``:arg``, comma-separated):
           pretrain 4000 steps at lr 1e-3, GAN 500 steps.
   test    tiny shapes for the test suite (random width-1/16 VGG).
   gan     shorthand for --config.stage=gan (stage 2; needs --config.init_from).
-  feat    the seed's first embodiment: feature discriminator only (no image D).
+  feat    the patent's first embodiment: feature discriminator only (no image D).
   x2, x3  scale 2 or 3 instead of 4.
 """
 
@@ -50,10 +50,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.model.scale = 4  # 2, 3 or 4
     c.model.channels = 128
     c.model.blocks = 16
-    c.model.long_skip = True  # the seed's weighted sum of all block outputs (claim 5)
+    c.model.long_skip = True  # the patent's weighted sum of all block outputs (claim 5)
 
     c.disc = ml_collections.ConfigDict()
-    c.disc.image = True  # image discriminator (False: the seed's first embodiment)
+    c.disc.image = True  # image discriminator (False: the patent's first embodiment)
     c.disc.feature = True  # feature discriminator on φ = VGG-19 conv5_4 / 12.75 (VGG-16: conv5_3)
     c.disc.width = 1.0  # channel multiplier of both discriminators
     c.disc.schedule = "alternate"  # alternate (D step, then G against the new D) | simultaneous

@@ -1,4 +1,4 @@
-r"""Naturalness-preserving tone enhancement with an inverse network (seed 001).
+r"""Naturalness-preserving tone enhancement with an inverse network (patent 001).
 
     python launch.py --config=configs/tone.py:quick --workdir=runs/tone_quick
     python launch.py --config=configs/tone.py:quick --workdir=runs/tone_quick \
@@ -11,7 +11,7 @@ Variants (``:arg``, comma-separated):
           blocks, 64x64 crops, batch 8, 4000 steps, lr 5e-4; evaluation on
           images resized to a 256-pixel long side.
   test    tiny shapes for the test suite.
-Ablations of the seed's Fig. 6: ``color`` (λ2 = λ3 = 0: colour only),
+Ablations of the patent's Fig. 6: ``color`` (λ2 = λ3 = 0: colour only),
 ``natural`` (λ3 = 0: + naturalness); the default is the full L_G.
 """
 

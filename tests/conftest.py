@@ -39,6 +39,7 @@ xla.set_cpu_flags()  # what the entry points set, before JAX starts its backend
 jax.config.update("jax_disable_most_optimizations", True)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "helpers"))  # the helper scripts import as modules too
 
 
 def subprocess_env(devices=1, **extra):

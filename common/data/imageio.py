@@ -17,6 +17,7 @@ A file that cannot be decoded, or whose header claims more pixels than PIL's dec
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -44,8 +45,24 @@ def _make_folder(folder: str) -> None:
         raise ImageError(f"{folder}: cannot make the output folder: {why}") from e
 
 
+_NOTED: set[str] = set()  # the conversions already reported in this process
+
+
+def _note(kind: str, path: str) -> None:
+    """Says once per process, for each kind of conversion, that an input is not what the outputs will be."""
+    if kind not in _NOTED:
+        _NOTED.add(kind)
+        logging.getLogger("restore_jax").warning(f"note: {path} is {kind} (said once for all such inputs of this run)")
+
+
 def _to_float_rgb(img: Image.Image, path: str) -> np.ndarray:
     mode = img.mode
+    if mode in ("L", "1", "I;16", "I;16B", "I;16L", "I;16N", "I", "F", "LA"):
+        _note("greyscale: it is read as RGB with three equal channels, and outputs are RGB", path)
+    if mode.startswith("I;16") or (mode == "I" and np.asarray(img).max(initial=0) > 255):
+        _note("16-bit: it is read at full precision, but outputs are written with 8 bits per channel", path)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        _note("transparent: its alpha channel is composited over white, and outputs have no alpha", path)
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         arr = np.asarray(img, dtype=np.float32) / 65535.0
     elif mode == "I":
@@ -122,9 +139,24 @@ def list_images(folder: str) -> list[str]:
     return sorted(found)
 
 
-def predict_pairs(input_path: str, output_path: str, ext: str = ".png", folder_files=list_images):
+# Image formats that predict writes, by the extension of the output name asked for
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
+OUTPUT_EXTENSIONS = tuple(OUTPUT_FORMATS)
+
+
+def predict_pairs(
+    input_path: str,
+    output_path: str,
+    ext: str = ".png",
+    folder_files=list_images,
+    *,
+    allowed: Sequence[str] = OUTPUT_EXTENSIONS,
+    what: str = "an image",
+):
     """(source, destination) pairs of --mode=predict: a folder → the same tree under a folder (its sources are
-    `folder_files(input_path)`); a file → a file, or into an existing folder under the file's own name."""
+    `folder_files(input_path)`, each written as NAME + `ext`); a file → the file asked for, whose extension must
+    be one of `allowed` (it picks the format; `what` the output is, for the error), or into an existing folder
+    under the input's own name + `ext`. No other name is ever made up."""
     if os.path.isdir(input_path):
         if os.path.exists(output_path) and not os.path.isdir(output_path):
             raise ImageError(f"{output_path}: is a file; the input {input_path} is a folder, so give an output folder")
@@ -137,7 +169,12 @@ def predict_pairs(input_path: str, output_path: str, ext: str = ".png", folder_f
         raise ImageError(f"{input_path}: no such file or folder")
     if os.path.isdir(output_path):
         return [(input_path, os.path.join(output_path, os.path.splitext(os.path.basename(input_path))[0] + ext))]
-    return [(input_path, output_path if output_path.lower().endswith(ext) else output_path + ext)]
+    if os.path.splitext(output_path)[1].lower() not in allowed:
+        raise ImageError(
+            f"--output={output_path}: this writes {what}; give a name ending in {', '.join(allowed)}, "
+            f"or an existing folder"
+        )
+    return [(input_path, output_path)]
 
 
 def progress(items: Sequence, desc: str) -> Sequence:
@@ -151,7 +188,8 @@ def progress(items: Sequence, desc: str) -> Sequence:
 
 
 def predict_images(input_path: str, output_path: str, fn, *, min_side: int = 1, what: str = "the model") -> list[str]:
-    """--mode=predict for image-to-image methods: writes fn(image) as PNG for a file or a folder."""
+    """--mode=predict for image-to-image methods: writes fn(image) for a file (in the format its output name asks
+    for) or a folder (PNGs)."""
     pairs = predict_pairs(input_path, output_path)
     for src, dst in progress(pairs, "predict"):
         img = load_image(src)
@@ -159,7 +197,7 @@ def predict_images(input_path: str, output_path: str, fn, *, min_side: int = 1, 
             raise ImageError(
                 f"{src}: image is {img.shape[0]}x{img.shape[1]}; {what} needs at least {min_side}x{min_side}"
             )
-        save_png(dst, fn(img))
+        save_image(dst, fn(img))
     return [dst for _, dst in pairs]
 
 
@@ -200,6 +238,19 @@ def save_png(path: str, img: np.ndarray, *, bits: int = 8) -> None:
     else:
         raise ValueError(f"bits must be 8 or 16, got {bits}")
     write_atomic(path, lambda f: pil.save(f, format="PNG"))
+
+
+def save_image(path: str, img: np.ndarray) -> None:
+    """Writes float [0, 1] (H, W) or (H, W, 3) as 8 bits per channel (atomically), in the format of the path's
+    extension (`OUTPUT_FORMATS`; JPEG at quality 95, WebP lossless)."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in OUTPUT_FORMATS:
+        raise ImageError(f"{path}: cannot write this format; use one of {', '.join(OUTPUT_EXTENSIONS)}")
+    if ext == ".png":
+        return save_png(path, img)
+    pil = Image.fromarray(to_uint8(img))
+    options = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}.get(OUTPUT_FORMATS[ext], {})
+    write_atomic(path, lambda f: pil.save(f, format=OUTPUT_FORMATS[ext], **options))
 
 
 def grid(rows: Sequence[Sequence[np.ndarray]], pad: int = 2) -> np.ndarray:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import warnings
 from typing import Any
 
@@ -318,8 +317,7 @@ def random_variables(width: float, seed: int, random_init: str = "lecun") -> dic
             "\n" + "!" * 78 + "\n!! backbone=random: using SEEDED RANDOM VGG-19 weights. Feature losses and\n"
             "!! encoders are not ImageNet-pretrained; label results made this way.\n" + "!" * 78
         )
-        warnings.warn(msg, stacklevel=2)
-        print(msg, file=sys.stderr)
+        warnings.warn(msg, stacklevel=2)  # shown once (it used to be printed as well, so twice)
         _warned = True
     variables = VGG(width=width).init(jax.random.key(seed), jnp.zeros((1, 32, 32, 3)))
     if random_init == "he":

@@ -135,7 +135,49 @@ def image_name(item: dict) -> str:
     return os.path.basename(item["name"])
 
 
-def save_samples(outdir: str, rows: Sequence[Sequence[np.ndarray]], name: str = "samples.png") -> None:
-    """Writes the rows as one grid image under `outdir` (nothing when there are no rows)."""
-    if rows:
-        imageio.save_png(os.path.join(outdir, name), imageio.grid(rows))
+def save_samples(
+    outdir: str,
+    rows: Sequence[Sequence[np.ndarray]],
+    name: str = "samples.png",
+    *,
+    columns: Sequence[str] = (),
+    map_range: tuple[float, str] | None = None,
+) -> None:
+    """Writes the rows as one figure under `outdir` (nothing when there are no rows): RGB images as they are,
+    each column headed by its label in `columns`. Single-channel maps are shown in grey, or with `map_range`
+    = (scale, label) in a colour map of value × scale, with a colour bar named `label` (e.g. σ in pixels)."""
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ncol = max(len(r) for r in rows)
+    h, w = max(a.shape[0] for r in rows for a in r), max(a.shape[1] for r in rows for a in r)
+    size = 2.4 / max(h, w)  # inches per pixel: about 2.4 inches a tile
+    fig, axes = plt.subplots(
+        len(rows), ncol, figsize=(ncol * w * size + (1.2 if map_range else 0.2), len(rows) * h * size + 0.5),
+        squeeze=False,
+    )  # fmt: skip
+    shown = None
+    for i, row in enumerate(rows):
+        for j in range(ncol):
+            ax = axes[i, j]
+            ax.set_axis_off()
+            if j >= len(row):
+                continue
+            a = np.asarray(row[j], np.float32)
+            if a.ndim == 2 and map_range:
+                shown = ax.imshow(a * map_range[0], cmap="inferno", vmin=0.0, vmax=map_range[0])
+            elif a.ndim == 2:
+                ax.imshow(np.clip(a, 0, 1), cmap="gray", vmin=0.0, vmax=1.0)
+            else:
+                ax.imshow(np.clip(a, 0, 1))
+            if i == 0 and j < len(columns):
+                ax.set_title(columns[j], fontsize=9)
+    if map_range and shown is not None:
+        fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01).set_label(map_range[1])
+    path = os.path.join(outdir, name)
+    imageio.write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
+    plt.close(fig)

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from common.errors import ConfigError, UserError, check_int
 from common.nn import conv
-from common.train import checkpoint, logger, sharding
+from common.train import checkpoint, logger, resume, sharding
 
 State = TypeVar("State")  # a flax.struct.dataclass with a `step` field
 Batch = dict  # str -> numpy array (host) or jax.Array (sharded on the mesh's data axis)
@@ -184,8 +184,17 @@ def setup(task: Task, config, mesh=None) -> Setup:
     )
 
 
+def check_trained(workdir: str) -> None:
+    """A FileNotFoundError unless `workdir` holds checkpoints (checked before anything is built or made)."""
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise FileNotFoundError(
+            f"--workdir={workdir}: no trained run here (no checkpoints/); train first with --mode=train"
+        )
+
+
 def restore_for_inference(task: Task, config, workdir: str):
     """-> (latest checkpoint's state without the data stream, its step), replicated."""
+    check_trained(workdir)
     abstract = abstract_state(task, config, sharding.replicated(sharding.make_mesh()))
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
     if ckpt.latest_step() is None:
@@ -196,20 +205,10 @@ def restore_for_inference(task: Task, config, workdir: str):
     return state, step
 
 
-def _run_config(workdir: str) -> dict | None:
-    """The run folder's config.json, or None when it has none that reads."""
-    try:
-        with open(os.path.join(workdir, "config.json")) as f:
-            run = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return run if isinstance(run, dict) else None
-
-
 def _restore(ckpt, abstract, config, workdir: str, with_data=True):
     """The latest checkpoint into `abstract`; a checkpoint of another method, or of other sizes, is one
     ConfigError that names the run's config keys which differ from this config."""
-    run = _run_config(workdir)
+    run = resume.read_record(workdir)
     if run is not None and run.get("method") != config.method:
         raise ConfigError(
             f"--workdir={workdir} holds a {run.get('method')!r} run, not a {config.method!r} one: give another "
@@ -221,29 +220,22 @@ def _restore(ckpt, abstract, config, workdir: str, with_data=True):
         raise
     except (ValueError, KeyError, TypeError) as e:
         hint = "was it written with other model sizes?"
-        if run is not None:
-            ours = logger.flatten(json.loads(config.to_json_best_effort()), sep=".")
-            theirs = logger.flatten(run, sep=".")
-            diff = [
-                f"{k} ({theirs.get(k)!r} there, {ours.get(k)!r} here)"
-                for k in sorted(ours.keys() | theirs.keys())
-                if ours.get(k) != theirs.get(k)
-            ]
-            if diff:
-                more = f" and {len(diff) - 6} more" if len(diff) > 6 else ""
-                hint = f"its config.json differs in {', '.join(diff[:6])}{more}"
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        if run is not None and (diff := resume.differences(run, config)):
+            hint = f"its config.json differs in {resume.describe(diff)}"
         raise ConfigError(
-            f"{ckpt.directory}: checkpoint step {ckpt.latest_step()} does not match this config ({hint}): "
-            f"{type(e).__name__}: {first}"
+            f"{ckpt.directory}: checkpoint step {ckpt.latest_step()} does not match this config ({hint}); "
+            f"give another --workdir, or the config that trained it"
         ) from e
 
 
-def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook] = ()) -> dict:
+def train_and_evaluate(
+    task: Task, config, workdir: str, *, hooks: Sequence[Hook] = (), allow_config_change: bool = False
+) -> dict:
     """Trains to `task.total_steps` (resuming from the latest checkpoint), then evaluates.
 
     `hooks` run after every step, once the checkpoints requested so far are on disk (so giving hooks makes
-    checkpoint writes synchronous): profilers, custom stops, fault injection in tests.
+    checkpoint writes synchronous): profilers, custom stops, fault injection in tests. A run that resumes keeps
+    the config.json it started with; `common.train.resume` says which keys may change meanwhile.
 
     In a multi-process run every process runs this loop in step (each feeding its own rows of every batch
     to the global batch, and saving together into one orbax checkpoint); process 0 alone writes logs,
@@ -261,6 +253,13 @@ def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook
     data_iter = iter(task.train_data(config.seed))
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.max_checkpoints)
     start = ckpt.latest_step()
+    record = resume.read_record(workdir) if start is not None else None
+    if record is not None and record.get("method") == config.method:
+        changed = resume.check_and_log(
+            workdir, record, config, start, allow=allow_config_change, write=jax.process_index() == 0
+        )
+        for k, (old, new) in changed.items():
+            con.info(f"config {k}: {old!r} -> {new!r} from step {start} (recorded in {resume.CHANGES_FILE})")
     if start is not None:
         state, data_state = _restore(ckpt, run.abstract, config, workdir)
         if data_state is not None:
@@ -268,7 +267,7 @@ def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook
         con.info(f"Resuming from {ckpt.directory} step {start}")
     else:
         state, start = run.fresh_state(), 0
-    if jax.process_index() == 0:  # only now: a run this config cannot resume keeps its own config.json
+    if jax.process_index() == 0 and record is None:  # a new run; a resumed one keeps the config it started with
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
     finalize = jax.jit(task.finalize) if task.finalize else (lambda s: s)
@@ -281,15 +280,23 @@ def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook
     total = int(task.total_steps)
     acc, acc_n, t_last, step_last = None, 0, time.perf_counter(), start
     lead = jax.process_index() == 0  # the one process that draws, logs, samples and evaluates
-    bar = tqdm(total=total, initial=start, disable=not (lead and sys.stderr.isatty()), dynamic_ncols=True, desc="train")
-    stopped, failed = False, False
+    bar = None  # made after the first step, so that its rate and ETA leave compilation out
+    stopped, failed = None, False  # stopped: the exit status of a stop (130: Ctrl-C, 143: SIGTERM)
     step = start
     with _Stop() as stop:
         try:
             while step < total:
                 host_batch = next(data_iter)
+                if bar is None:
+                    con.info(f"Compiling the train step (step {step + 1} of {total}) ...")
+                    t_compile = time.perf_counter()
                 state, metrics = run.step(state, sharding.to_global(host_batch, run.mesh), run.key, run.frozen)
                 step += 1
+                if bar is None:
+                    jax.block_until_ready(metrics)
+                    con.info(f"Compiled and took the first step in {time.perf_counter() - t_compile:.1f} s")
+                    show = lead and sys.stderr.isatty()
+                    bar = tqdm(total=total, initial=step - 1, disable=not show, dynamic_ncols=True, desc="train")
                 acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
                 acc_n += 1
                 bar.update(1)
@@ -315,11 +322,11 @@ def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook
                         hook(step, state)
                 if stop.requested:
                     con.info(f"SIGTERM: saving step {step} and stopping")
-                    stopped = True
+                    stopped = 143
                     break
         except KeyboardInterrupt:
             con.info(f"\nInterrupted: saving step {step} before exiting")
-            stopped = True
+            stopped = 130
         except FloatingPointError as e:  # from log.scalars: keep the last good checkpoint, do not save this state
             failed = True
             ckpt.wait()
@@ -332,7 +339,8 @@ def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook
             failed = True  # keep the last good checkpoint, do not save this state
             raise
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
             if not failed and ckpt.latest_step() != step:
                 save(step, state)
             ckpt.wait()
@@ -344,7 +352,8 @@ def train_and_evaluate(task: Task, config, workdir: str, *, hooks: Sequence[Hook
     ckpt.close()
     log.close()
     if stopped:
-        raise SystemExit(143)
+        con.info(f"Stopped at step {step}; run the same command again to resume from it")
+        raise SystemExit(stopped)
     return results
 
 

@@ -1,4 +1,4 @@
-"""Learned image compression stable under successive re-compression (seed 004).
+"""Learned image compression stable under successive re-compression (patent 004).
 
 ``build(config)`` assembles the trainer's Task from `model` (f_e, f_d, the
 entropy models, Eqs. 1-2 / 5-6 as losses, the train step and the integer

@@ -36,7 +36,6 @@ import time
 
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from common.data import degrade, imageio
 from common.quality import evaluation, lpips, metrics
@@ -171,7 +170,7 @@ class Evaluator:
 
         # ---- rate-distortion with the real codec
         per_image = []
-        for label, u8 in tqdm(images, desc="codec", leave=False):
+        for label, u8 in imageio.progress(images, "codec"):
             x = u8.astype(np.float32) / 255.0
             blob, recon, est_bits = cd.encode(x)
             decoded = cd.decode(blob, label)
@@ -245,7 +244,7 @@ class Evaluator:
         curves = {"model": [], "jpeg": [], "shifted": [], "model_variable": [], "jpeg_variable": []}
         qualities, last = [], {}
         lp = {"model": [], "jpeg": []}  # per image: (LPIPS after cycle 1, after cycle n)
-        for i, (_, u8) in enumerate(tqdm(subset, desc=f"SIC x{n}", leave=False)):
+        for i, (_, u8) in enumerate(imageio.progress(subset, f"SIC x{n}")):
             q = matched_quality(u8, per_image[i]["bpp"])
             qualities.append(q)
             first_model, first_jpeg = cd.roundtrip_u8(u8), jpeg_fn(q)(u8)  # cycle 1, computed once
@@ -296,7 +295,9 @@ class Evaluator:
             )
             if last:
                 row = [last[k].astype(np.float32) / 255.0 for k in ("image", "model_1", "model_n", "jpeg_n")]
-                evaluation.save_samples(outdir, [row])
+                n = len(sic["model"]) if isinstance(sic.get("model"), list) else "n"
+                columns = ("original", "model, cycle 1", f"model, cycle {n}", f"JPEG, cycle {n}")
+                evaluation.save_samples(outdir, [row], columns=columns)
 
     def predict(self, state, input_path: str, output_path: str) -> list[str]:
         """Image(s) → bitstream file(s) (.rjx); bitstream file(s) (a file, or a folder of them) → PNG."""
@@ -309,15 +310,20 @@ class Evaluator:
                     f"alone (give a folder of images alone to encode them)"
                 )
             written = []
-            pairs = imageio.predict_pairs(input_path, output_path, ".png", folder_files=lambda _: streams)
+            pairs = imageio.predict_pairs(
+                input_path, output_path, ".png", folder_files=lambda _: streams, what="the decoded image"
+            )
             for src, dst in imageio.progress(pairs, "decode"):
                 with open(src, "rb") as f:
                     img = cd.decode(f.read(), src)
-                imageio.save_png(dst, img.astype(np.float32) / 255.0)
+                imageio.save_image(dst, img.astype(np.float32) / 255.0)
                 written.append(dst)
             return written
         written = []
-        for src, dst in imageio.progress(imageio.predict_pairs(input_path, output_path, ext=EXTENSION), "encode"):
+        pairs = imageio.predict_pairs(
+            input_path, output_path, EXTENSION, allowed=(EXTENSION,), what=f"a bitstream (encoding {input_path})"
+        )
+        for src, dst in imageio.progress(pairs, "encode"):
             blob = cd.encode_bytes(imageio.load_image(src))
             imageio.write_atomic(dst, lambda f, b=blob: f.write(b))
             written.append(dst)

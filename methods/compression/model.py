@@ -1,4 +1,4 @@
-"""Learned image compression stable under successive re-compression (seed 004).
+"""Learned image compression stable under successive re-compression (patent 004).
 
     I0 ──f_e──► y ──f_q──► F0 ──f_d──► x̂ ──f_rc──► I1 ──f_e──► ──f_q──► F1
                 │                                (same encoder parameters)
@@ -13,10 +13,10 @@ cast of the whole image cannot happen; f_q: additive U(−½, ½) noise in train
 factorized prior); f_rc: round to 8 bits and clip (straight-through in
 training).
 
-Losses (seed Eqs. 1-2 / 5-6; one function each):
+Losses (patent Eqs. 1-2 / 5-6; one function each):
     L_R     = −(Σ log₂ p(ỹ) + Σ log₂ p(z̃)) / (H·W)      bits per pixel
     L_D     = MSE(x̂, I0) on [0, 1]                      (λ1 = λ·255², CompressAI's λ)
-    L_FI    = ‖F0 − F1‖ as a mean square ('mse', the seed's [0078] example)
+    L_FI    = ‖F0 − F1‖ as a mean square ('mse', the patent's [0078] example)
               or the plain L2 norm per image ('l2', Eq. 5 verbatim)
     L_total = L_R + λ1·L_D + λ2·L_FI                     (λ2 = 0: the plain model)
 In training F0 = y + u and F1 = f_e(I1) + u with the SAME noise u, so

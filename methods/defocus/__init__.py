@@ -1,4 +1,4 @@
-"""DMENet: defocus-map estimation with domain adaptation (seed 002).
+"""DMENet: defocus-map estimation with domain adaptation (patent 002).
 
 ``build(config)`` assembles the trainer's Task from the package's parts:
 `model` (networks, Eqs. 2-7 as losses, state and train step), `data` (the

@@ -1,4 +1,4 @@
-"""DMENet training data: thin-lens synthetic defocus (seed Eq. 1) and real-image streams.
+"""DMENet training data: thin-lens synthetic defocus (patent Eq. 1) and real-image streams.
 
 Synthetic pairs (I_S, y): a real photo, a depth map (real disparity for
 ``stereo_motorcycle``, otherwise a procedural layered scene of planes, ramps
@@ -164,14 +164,18 @@ def _photo_and_depth(rng, source, size: int, use_real_depth: bool = True):
     return pipeline.random_flip_rot(rng, img, depth)
 
 
+def sigma_max(lens) -> float:
+    """The σ (pixels) that label 1 stands for: the largest CoC's Gaussian σ, (CoC − 1) / 4."""
+    return (lens.coc_max - 1.0) / 4.0
+
+
 def synthetic_example(rng: np.random.Generator, source, cfg) -> dict:
     """One (I_S, y) pair: image (S, S, 3) and label σ/σ_max (S, S, 1) in [0, 1]."""
     crop, margin = cfg.crop, cfg.lens.margin
     img, depth = _photo_and_depth(rng, source, crop + 2 * margin)
     coc = sample_coc(rng, depth, cfg.lens, width_px=cfg.lens.sensor_px)
     out, rendered = render_layers(img, depth, coc, n_layers=cfg.lens.n_layers, kernel="gaussian")
-    sigma_max = (cfg.lens.coc_max - 1.0) / 4.0
-    label = np.clip(coc_to_sigma(rendered) / sigma_max, 0.0, 1.0)
+    label = np.clip(coc_to_sigma(rendered) / sigma_max(cfg.lens), 0.0, 1.0)
     if cfg.lens.noise > 0:
         out = degrade.gaussian_noise(rng, out, rng.uniform(0, cfg.lens.noise))
     s = slice(margin, margin + crop)

@@ -208,11 +208,17 @@ class Evaluator:
         fig.savefig(os.path.join(outdir, "pr_curve.png"), dpi=120)
         plt.close(fig)
         n = min(6, len(x))
-        evaluation.save_samples(outdir, [[x[i], y[i, ..., 0], meas[i, ..., 0], pred[i, ..., 0]] for i in range(n)])
+        evaluation.save_samples(
+            outdir,
+            [[x[i], y[i, ..., 0], meas[i, ..., 0], pred[i, ..., 0]] for i in range(n)],
+            columns=("input", "true σ map", "blur measure", "DMENet"),
+            map_range=(defocus_data.sigma_max(self.config.data.lens), "σ (pixels)"),
+        )
 
     # -- prediction
     def predict(self, state, input_path: str, output_path: str) -> list[str]:
-        """Defocus map(s) of an image or a folder: colour-mapped PNG + raw 16-bit PNG each."""
+        """Defocus map(s) of an image or a folder: the colour-mapped map (in the output's format) and beside it
+        NAME_raw16.png, σ/7 as a 16-bit PNG."""
         import matplotlib
 
         pairs = imageio.predict_pairs(input_path, output_path)
@@ -224,7 +230,7 @@ class Evaluator:
             if min(h, w) < 16:
                 raise imageio.ImageError(f"{src}: image is {h}x{w}; DMENet needs at least 16x16 pixels")
             m = self.whole_map(state, img)
-            imageio.save_png(dst, cmap(m)[..., :3])
+            imageio.save_image(dst, cmap(m)[..., :3])
             raw = os.path.splitext(dst)[0] + "_raw16.png"
             imageio.save_png(raw, m, bits=16)
             written += [dst, raw]

@@ -1,4 +1,4 @@
-"""DMENet: defocus-map estimation with domain adaptation (seed 002; Lee et al., CVPR 2019).
+"""DMENet: defocus-map estimation with domain adaptation (patent 002; Lee et al., CVPR 2019).
 
 Four networks, trained together; only B is used at test time:
 

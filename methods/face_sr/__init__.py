@@ -1,8 +1,8 @@
-"""Self-supervised x4 face super-resolution from low-resolution faces only (seed 003).
+"""Self-supervised x4 face super-resolution from low-resolution faces only (paper 003).
 
 ``build(config)`` assembles the trainer's Task from `model` (G, D, the losses,
 the train step), `data` (one degradation per face, pairs at every scale) and
-`evaluate` (the seed's Tables 1-2 protocol, samples, prediction).
+`evaluate` (the paper's Tables 1-2 protocol, samples, prediction).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Face SR evaluation (the seed's Tables 1-2 protocol), samples and prediction.
+"""Face SR evaluation (the paper's Tables 1-2 protocol), samples and prediction.
 
 For each high-resolution face (CelebA-HQ 1024 from ../shared/data when
 present): LR = MATLAB-bicubic ↓4 (1024 → 256, rounded to 8 bits), then G
@@ -8,7 +8,7 @@ no-reference-free sharpness proxy (1 = as much fine detail as the truth; bicubic
 is well below 1, over-sharpening or noise goes above), and LPIPS (v0.1,
 AlexNet; lower is better). The first
 ``eval.train_count`` faces are the ones the model was trained on (as 256
-inputs: the seed's Table 1); the rest are unseen (Table 2). FID is
+inputs: the paper's Table 1); the rest are unseen (Table 2). FID is
 computed only with user-supplied Inception-v3 weights
 (``eval.inception_weights``, converted by ``python -m common.quality.fid convert``):
 then each group also gets ``fid`` of bicubic and of the model against the
@@ -98,7 +98,7 @@ class Evaluator:
                 truth = np.stack(feats[name]["truth"])
                 for k in ("bicubic", "model"):
                     results[name][k]["fid"] = fid.feature_distance(np.stack(feats[name][k]), truth)
-        evaluation.save_samples(outdir, rows)
+        evaluation.save_samples(outdir, rows, columns=("bicubic", "model", "true face"))
         return results
 
     def predict(self, state, input_path: str, output_path: str) -> list[str]:

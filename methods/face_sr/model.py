@@ -1,10 +1,10 @@
-"""Self-supervised x4 face super-resolution from low-resolution faces only (seed 003; Jo & Park).
+"""Self-supervised x4 face super-resolution from low-resolution faces only (paper 003; Jo & Park).
 
 Training never sees a high-resolution face: each input face I (S x S) is
 its own ground truth.
 
     I ─► one random degradation (rot 90/180/270 | Gaussian noise | Gaussian blur | JPEG)
-      ─► pairs  I↓4 → I,   I↓8 → I↓2,   I↓16 → I↓4      (the seed: 64→256, 32→128, 16→64)
+      ─► pairs  I↓4 → I,   I↓8 → I↓2,   I↓16 → I↓4      (the paper: 64→256, 32→128, 16→64)
     G: conv → [pre-act res block, avg-pool down] x n → bottleneck → [res block, nearest up] x (n + 2) → RGB
     D: conv → [pre-act res block, down] x n → LReLU → conv → 1x1 conv: a patch map, shared by all scales
 
@@ -125,7 +125,7 @@ class Nets:
         self.g = precision.wrap(g, config)
         self.d = precision.wrap(Discriminator(width=m.d_width, n_down=m.d_down), config)
         backbone = backbone or vgg.Backbone.spec(width=m.vgg_width)
-        # f_i named by their VGG-19 layers (the seed's); resolved for the backbone (VGG-16: conv3_3, conv4_3)
+        # f_i named by their VGG-19 layers (the paper's); resolved for the backbone (VGG-16: conv3_3, conv4_3)
         self.layers = tuple(backbone.layer(n) for n in config.loss.vgg_layers.split(","))
         order = vgg.layer_names(backbone.arch)
         self.vgg = precision.wrap(backbone.module(max(self.layers, key=order.index)), config)

@@ -1,4 +1,4 @@
-"""SRFeat: single-image super-resolution with feature discrimination (seed 000).
+"""SRFeat: single-image super-resolution with feature discrimination (patent 000).
 
 ``build(config)`` assembles the trainer's Task for stage 1 (``pretrain``,
 SRFeat_M) or stage 2 (``gan``, initialised from a stage-1 run) from `model`

@@ -96,7 +96,7 @@ class Evaluator:
                 "psnr_gain_over_bicubic": summary["model"]["psnr"] - summary["bicubic"]["psnr"],
                 "images": per,
             }
-        evaluation.save_samples(outdir, rows)
+        evaluation.save_samples(outdir, rows, columns=("bicubic", "SRFeat", "ground truth"))
         return results
 
     def predict(self, state, input_path: str, output_path: str) -> list[str]:

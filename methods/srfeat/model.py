@@ -1,7 +1,7 @@
-"""SRFeat: single-image super-resolution with feature discrimination (seed 000; Park et al., ECCV 2018).
+"""SRFeat: single-image super-resolution with feature discrimination (patent 000; Park et al., ECCV 2018).
 
     LR ─► 9x9 conv ─► block 1 ─► block 2 ─► … ─► block 16 ─┐
-                        │1x1       │1x1              │1x1   + (the seed's weighted-sum node, claim 5)
+                        │1x1       │1x1              │1x1   + (the patent's weighted-sum node, claim 5)
                         └──────────┴─────────────────┴──────┘
           ─► [conv3x3 → depth-to-space x2 → LReLU] x log2(s) ─► conv3x3 ─► SR
 

@@ -1,4 +1,4 @@
-"""Naturalness-preserving tone enhancement with an inverse network (seed 001).
+"""Naturalness-preserving tone enhancement with an inverse network (patent 001).
 
 ``build(config)`` assembles the trainer's Task from `model` (G, D, C, the
 losses of Eqs. 1-6, the train step), `data` (the fixed enhancement A and the

@@ -132,7 +132,7 @@ class Evaluator:
                 "inverse_mse": float(np.mean([p["inverse_mse"] for p in per])),
                 "images": per,
             }
-        evaluation.save_samples(outdir, rows)
+        evaluation.save_samples(outdir, rows, columns=("original", "degraded input x", "algorithm A(x)", "model G(x)"))
         return results
 
     def predict(self, state, input_path: str, output_path: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Tone enhancement with an inverse network (seed 001): networks, losses, state and the train step.
+"""Tone enhancement with an inverse network (patent 001): networks, losses, state and the train step.
 
     x ──► G ──► G(x) ──► D (naturalness, 0..1)        y (natural photos) ──► D
                   │
@@ -7,8 +7,8 @@
     I_D = A(x): a classical enhancement with FIXED parameters (`data.ALGORITHMS`),
     strong but possibly unnatural: the colour target.
 
-Losses (seed Eqs. 1-6; one function each):
-    L_color    = MSE(G(x), I_D)         ('l1' or 'ssim' as options, seed [0060])
+Losses (patent Eqs. 1-6; one function each):
+    L_color    = MSE(G(x), I_D)         ('l1' or 'ssim' as options, patent [0060])
     L_natural  = (D(G(x)) − 1)²          LSGAN, trains G
     L_D        = (D(y) − 1)² + D(G(x))²   trains D
     L_inverse  = MSE(C(G(x)), x)        trains C

@@ -37,6 +37,31 @@ def test_grayscale_rgba_16bit_and_palette_load_as_rgb(tmp_path):
     assert imageio.load_image(str(tmp_path / "p.png")).shape == (3, 4, 3)
 
 
+def test_conversions_are_said_once_per_kind(tmp_path, monkeypatch):
+    """Grey, 16-bit and transparent inputs are converted (to RGB, 8-bit outputs, over white): each kind is
+    reported once per process, naming the first such file; an RGB file says nothing."""
+    import logging
+
+    monkeypatch.setattr(imageio, "_NOTED", set())
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    log = logging.getLogger("restore_jax")
+    log.addHandler(handler)
+    try:
+        grey = _save(tmp_path / "g.png", np.zeros((4, 4), np.uint8))
+        deep = _save(tmp_path / "d.png", np.full((4, 4), 40000, np.uint16))
+        rgba = _save(tmp_path / "a.png", np.zeros((4, 4, 4), np.uint8))
+        rgb = _save(tmp_path / "c.png", np.zeros((4, 4, 3), np.uint8))
+        for path in (rgb, grey, grey, deep, deep, rgba, rgba, rgb):
+            imageio.load_image(path)
+    finally:
+        log.removeHandler(handler)
+    assert len(said) == 3, said  # grey; 16-bit (also grey, already said); transparent: each once
+    assert "g.png is greyscale" in said[0] and "d.png is 16-bit" in said[1] and "a.png is transparent" in said[2]
+    assert "a.png is greyscale" not in " ".join(said) and "c.png" not in " ".join(said)
+
+
 def test_corrupt_and_missing_files_name_the_file(tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
@@ -102,13 +127,19 @@ def test_exif_orientation_is_applied(tmp_path, orientation):
 
 
 def test_predict_destinations(tmp_path):
-    """A file goes to the named file (the extension added if missing) or into an existing folder under its own
-    name; a folder's tree is mirrored under the output folder, which must not be a file."""
+    """A file goes to exactly the file named (its extension must name a format written; nothing is appended) or
+    into an existing folder under its own name; a folder's tree is mirrored under the output folder, which must
+    not be a file."""
     (tmp_path / "in" / "sub").mkdir(parents=True)
     photo = _save(tmp_path / "in" / "sub" / "cat.jpg", np.zeros((4, 4, 3), np.uint8))
     out = tmp_path / "out"
-    assert imageio.predict_pairs(photo, str(out / "x")) == [(photo, str(out / "x.png"))]
-    assert imageio.predict_pairs(photo, str(out / "x.PNG")) == [(photo, str(out / "x.PNG"))]
+    for name in ("x.PNG", "x.jpg", "x.jpeg", "x.tif", "x.webp"):
+        assert imageio.predict_pairs(photo, str(out / name)) == [(photo, str(out / name))]
+    for name in ("x", "x.png.bak", "x.rjx"):
+        with pytest.raises(imageio.ImageError, match=rf"--output=.*{name}: this writes an image; give a name ending"):
+            imageio.predict_pairs(photo, str(out / name))
+    with pytest.raises(imageio.ImageError, match=r"out.png: this writes a bitstream; give a name ending in .rjx"):
+        imageio.predict_pairs(photo, str(out / "out.png"), ".rjx", allowed=(".rjx",), what="a bitstream")
     out.mkdir()
     assert imageio.predict_pairs(photo, str(out)) == [(photo, str(out / "cat.png"))]
     assert imageio.predict_pairs(photo, str(out), ext=".rjx") == [(photo, str(out / "cat.rjx"))]
@@ -123,6 +154,23 @@ def test_predict_destinations(tmp_path):
         imageio.predict_pairs(str(tmp_path / "in"), str(a_file))
     with pytest.raises(imageio.ImageError, match="nothere.jpg: no such file or folder"):
         imageio.predict_pairs(str(tmp_path / "nothere.jpg"), str(out))
+
+
+@pytest.mark.parametrize("ext,fmt", [(".png", "PNG"), (".jpg", "JPEG"), (".tiff", "TIFF"), (".webp", "WEBP")])
+def test_save_image_writes_the_format_its_name_asks_for(tmp_path, ext, fmt):
+    yy, xx = np.mgrid[0:16, 0:24] / 32.0  # smooth, so that JPEG at quality 95 stays close
+    img = np.stack([yy, xx, 0.5 + 0 * xx], -1).astype(np.float32)
+    path = str(tmp_path / f"out{ext}")
+    imageio.save_image(path, img)
+    with Image.open(path) as f:
+        assert f.format == fmt and f.size == (24, 16)
+    back = imageio.load_image(path)
+    tol = (
+        10 / 255 if fmt == "JPEG" else 0.5 / 255 + 1e-6
+    )  # JPEG subsamples the colour  # lossless formats give the 8-bit image back
+    assert np.abs(back - img).max() <= tol
+    with pytest.raises(imageio.ImageError, match=r"out.gif: cannot write this format"):
+        imageio.save_image(str(tmp_path / "out.gif"), img)
 
 
 def test_outputs_that_cannot_be_written_name_the_path(tmp_path):

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-import write_tfds  # tests/ is on the path, as for conftest
+import write_tfds  # tests/helpers is on the path (conftest)
 from conftest import ROOT, run_py
 
 from common.data import pipeline

@@ -2,6 +2,7 @@
 one-line config errors; a diverged run says so in one line and keeps its last good checkpoint."""
 
 import gc
+import json
 import os
 
 import grain
@@ -107,11 +108,73 @@ def test_a_run_folder_of_another_method_or_size_is_named_and_left_as_it_was(tmp_
         trainer.restore_for_inference(_toy_task(nan_from_step=99), other, str(tmp_path))
     bigger = config.copy_and_resolve_references()
     bigger.size, bigger.total_steps = 8192, 4
-    differs = r"does not match this config \(its config.json differs in size \(4096 there, 8192 here\), total_steps"
-    with pytest.raises(ConfigError, match=differs):
+    refused = rf"--workdir={tmp_path} holds a run trained with another config: size \(4096 there, 8192 here\)\. "
+    with pytest.raises(ConfigError, match=refused):
         trainer.train_and_evaluate(_toy_task(nan_from_step=99, total_steps=4, size=8192), bigger, str(tmp_path))
+    differs = r"does not match this config \(its config.json differs in size \(4096 there, 8192 here\), total_steps"
+    for call in (
+        lambda: trainer.train_and_evaluate(
+            _toy_task(nan_from_step=99, total_steps=4, size=8192), bigger, str(tmp_path), allow_config_change=True
+        ),
+        lambda: trainer.restore_for_inference(_toy_task(nan_from_step=99, size=8192), bigger, str(tmp_path)),
+    ):
+        with pytest.raises(ConfigError, match=differs) as e:
+            call()
+        assert "User-provided" not in str(e.value) and str(e.value).endswith("or the config that trained it")
     assert (tmp_path / "config.json").read_text() == before
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
+
+
+def test_a_resumed_run_may_change_only_how_it_continues(tmp_path):
+    """total_steps, logging and evaluation keys may change when a run continues (each change recorded with its
+    step); anything else is refused, naming the keys, unless asked for. config.json keeps the first values."""
+    config = _run_config(checkpoint_every=2, eval_at_end=False)
+    trainer.train_and_evaluate(_toy_task(nan_from_step=99, total_steps=2), config, str(tmp_path))
+    before = (tmp_path / "config.json").read_text()
+    changes = tmp_path / "config_changes.jsonl"
+
+    other_batch = config.copy_and_resolve_references()
+    other_batch.batch_size, other_batch.total_steps = config.batch_size * 2, 4
+    with pytest.raises(ConfigError, match=r"another config: batch_size \(\d+ there, \d+ here\)\. Only total_steps"):
+        trainer.train_and_evaluate(_toy_task(nan_from_step=99, total_steps=4), other_batch, str(tmp_path))
+    assert not changes.exists() and sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
+
+    longer = config.copy_and_resolve_references()
+    longer.total_steps, longer.log_every = 4, config.log_every + 1
+    trainer.train_and_evaluate(_toy_task(nan_from_step=99, total_steps=4), longer, str(tmp_path))
+    logged = [json.loads(line) for line in changes.read_text().splitlines()]
+    want = [(2, "log_every", config.log_every + 1), (2, "total_steps", 4)]
+    assert [(c["step"], c["key"], c["to"]) for c in logged] == want
+    assert (tmp_path / "config.json").read_text() == before
+
+    other_batch.total_steps = 6
+    trainer.train_and_evaluate(
+        _toy_task(nan_from_step=99, total_steps=6), other_batch, str(tmp_path), allow_config_change=True
+    )
+    logged = [json.loads(line) for line in changes.read_text().splitlines()][2:]
+    assert [(c["step"], c["key"]) for c in logged] == [(4, "batch_size"), (4, "log_every"), (4, "total_steps")]
+    assert (tmp_path / "config.json").read_text() == before
+    other_batch.total_steps = (
+        7  # the allowed change stands: continuing needs no flag, and only the new change is logged
+    )
+    trainer.train_and_evaluate(_toy_task(nan_from_step=99, total_steps=7), other_batch, str(tmp_path))
+    logged = [json.loads(line) for line in changes.read_text().splitlines()][5:]
+    assert [(c["step"], c["key"], c["from"], c["to"]) for c in logged] == [(6, "total_steps", 6, 7)]
+
+
+def test_ctrl_c_saves_the_step_and_exits_130(tmp_path, capsys):
+    """Ctrl-C (KeyboardInterrupt) saves the step reached and exits with status 130, saying how to resume."""
+
+    def interrupt(step, state):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    config = _run_config(checkpoint_every=100, eval_at_end=False)
+    with pytest.raises(SystemExit) as e:
+        trainer.train_and_evaluate(_toy_task(nan_from_step=99), config, str(tmp_path), hooks=[interrupt])
+    assert e.value.code == 130
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
+    assert "run the same command again to resume" in capsys.readouterr().err
 
 
 def test_a_damaged_checkpoint_is_one_error_naming_its_folder(tmp_path):

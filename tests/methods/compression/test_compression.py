@@ -1,4 +1,4 @@
-"""Learned compression (seed 004): losses against numpy, entropy models, the train step, SIC helpers, CLI."""
+"""Learned compression (patent 004): losses against numpy, entropy models, the train step, SIC helpers, CLI."""
 
 import json
 import math
@@ -308,3 +308,7 @@ def test_predict_round_trips_files_and_folders_and_refuses_bad_streams(trained, 
     p = run_py(["launch.py", cfg, f"--workdir={w2}", "--mode=predict", f"--input={tmp_path / 'p.rjx'}",
                 "--output=x.png"], check=False)  # fmt: skip
     assert p.returncode != 0 and "another model" in p.stderr and "Traceback" not in p.stderr
+    p = run_py(["launch.py", cfg, f"--workdir={w}", "--mode=predict", f"--input={src}",
+                f"--output={tmp_path / 'enc.png'}"], check=False)  # fmt: skip
+    assert p.returncode != 0 and "enc.png: this writes a bitstream" in p.stderr and "Traceback" not in p.stderr
+    assert not os.path.exists(tmp_path / "enc.png") and not os.path.exists(tmp_path / "enc.png.rjx")

@@ -49,7 +49,7 @@ def test_step_total_is_the_sum_of_the_terms_over_scales():
 
 
 def test_pair_builder_makes_the_scales_and_exactly_one_degradation():
-    dcfg = cfg_mod.get_config("").data  # the seed: 256 inputs, three scales
+    dcfg = cfg_mod.get_config("").data  # the paper: 256 inputs, three scales
     face = np.random.default_rng(0).random((256, 256, 3)).astype(np.float32)
     seen = set()
     for i in range(24):

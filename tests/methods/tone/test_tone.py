@@ -181,6 +181,11 @@ def test_predict_on_grey_rgba_tiny_and_large_inputs(trained, tmp_path):
     assert imageio.load_image(str(out / "grey.png")).shape == (30, 41, 3)
     assert imageio.load_image(str(out / "rgba.png")).shape == (17, 22, 3)
     assert imageio.load_image(str(out / "large.png")).shape == (1500, 2001, 3)
+    enh = tmp_path / "enh.jpg"  # the name asked for, in its format (nothing appended)
+    run_py(["launch.py", cfg, f"--workdir={w}", "--mode=predict", f"--input={folder / 'grey.png'}", f"--output={enh}"])
+    with Image.open(enh) as f:
+        assert f.format == "JPEG" and f.size == (41, 30)
+    assert not os.path.exists(str(enh) + ".png")
 
     Image.fromarray(np.zeros((5, 9, 3), np.uint8)).save(tmp_path / "tiny.png")
     p = run_py(
