@@ -47,7 +47,7 @@ _SKIMAGE_GRAY = ("camera", "moon", "grass", "gravel", "brick", "clock", "coins",
 _EXTRA_NAMES = ("grace_hopper", "china", "flower")
 BUILTIN_NAMES = _SKIMAGE_NAMES + _SKIMAGE_GRAY + _EXTRA_NAMES
 ENDLESS = 2**40  # "infinite" index range of training streams
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # common/data/..
 SHARED_DATA_ENV = "RESTOREJAX_SHARED_DATA"  # overrides ../shared/data (the benchmark images)
 
 

@@ -62,6 +62,16 @@ def test_builtin_source_prefers_a_shared_photo_folder_when_present(tmp_path, mon
     assert isinstance(pipeline.make_source(source("camera")), pipeline.BuiltinSource)  # no preference: the builtins
 
 
+def test_without_the_override_the_shared_folder_is_beside_the_repository(monkeypatch, tmp_path):
+    """../shared/data is found relative to the repository root (where launch.py is), wherever the module sits."""
+    assert os.path.isfile(os.path.join(pipeline.REPO_ROOT, "launch.py"))
+    monkeypatch.delenv(pipeline.SHARED_DATA_ENV, raising=False)
+    monkeypatch.setattr(pipeline, "REPO_ROOT", str(tmp_path / "repo"))
+    (tmp_path / "shared" / "data" / "kodak").mkdir(parents=True)
+    assert pipeline.shared_data_dir("kodak") == str(tmp_path / "shared" / "data" / "kodak")
+    assert pipeline.shared_data_dir("set5") is None
+
+
 def test_unknown_builtin_and_source_kind():
     from ml_collections import ConfigDict
 
