@@ -72,6 +72,33 @@ def main(argv, hooks=()):
             print(path)
 
 
+def usage() -> str:
+    """The launcher's help: its usage, modes and flags, and every shipped config's variants (from their docstrings)."""
+    import importlib
+
+    from methods import METHODS
+
+    lines = [
+        "usage: python launch.py --config=configs/METHOD.py[:VARIANT,...] --workdir=DIR [--mode=train|eval|predict]",
+        "                        [--input=PATH --output=PATH] [--config.KEY=VALUE ...] [--allow_config_change]",
+        "       restore-jax --config=METHOD[:VARIANT,...] --workdir=DIR ...   (the installed command; any folder)",
+        "",
+        "modes: train (default: train to config.total_steps, resuming, then evaluate), eval (evaluate the latest",
+        "checkpoint into DIR/eval), predict (apply it to --input, an image or a folder, writing --output)",
+        "multi-process: --coordinator_address=HOST:PORT --num_processes=N --process_id=I, or --config.distributed=True",
+        "",
+        "configs and their variants (combine variants with commas):",
+    ]
+    for name in METHODS:
+        doc = importlib.import_module(f"configs.{name}").__doc__ or ""
+        first = doc.strip().splitlines()[0] if doc.strip() else ""
+        lines += ["", f"{name} (configs/{name}.py): {first}"]
+        text = doc.split("Variants", 1)
+        if len(text) == 2:
+            lines += ["  " + line.rstrip() for line in text[1].splitlines()[1:] if line.strip()]
+    return "\n".join(lines)
+
+
 def run(main=main):
     """Entry point (also the ``restore-jax`` command): the process's XLA:CPU flags (`common.train.xla`) and malloc
     set up for XLA's large per-step buffers (`common.train.hostmem`), then user-facing errors as one clear line
@@ -81,7 +108,7 @@ def run(main=main):
 
     xla.set_cpu_flags()
     hostmem.reexec_with_tunables()
-    run_absl(main)
+    run_absl(main, help_text=usage)
 
 
 if __name__ == "__main__":

@@ -74,41 +74,14 @@ def _resolve_configs(argv: list[str]) -> list[str]:
     return out
 
 
-def usage() -> str:
-    """The launcher's help: its usage, modes and flags, and every shipped config's variants (from their docstrings)."""
-    import importlib
-
-    from methods import METHODS
-
-    lines = [
-        "usage: python launch.py --config=configs/METHOD.py[:VARIANT,...] --workdir=DIR [--mode=train|eval|predict]",
-        "                        [--input=PATH --output=PATH] [--config.KEY=VALUE ...] [--allow_config_change]",
-        "       restore-jax --config=METHOD[:VARIANT,...] --workdir=DIR ...   (the installed command; any folder)",
-        "",
-        "modes: train (default: train to config.total_steps, resuming, then evaluate), eval (evaluate the latest",
-        "checkpoint into DIR/eval), predict (apply it to --input, an image or a folder, writing --output)",
-        "multi-process: --coordinator_address=HOST:PORT --num_processes=N --process_id=I, or --config.distributed=True",
-        "",
-        "configs and their variants (combine variants with commas):",
-    ]
-    for name in METHODS:
-        doc = importlib.import_module(f"configs.{name}").__doc__ or ""
-        first = doc.strip().splitlines()[0] if doc.strip() else ""
-        lines += ["", f"{name} (configs/{name}.py): {first}"]
-        text = doc.split("Variants", 1)
-        if len(text) == 2:
-            lines += ["  " + line.rstrip() for line in text[1].splitlines()[1:] if line.strip()]
-    return "\n".join(lines)
-
-
 def _parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with every bad flag reported in one line: a config file that does not exist, an
     override of a key the config lacks, and a config file's own error (an unknown variant), all of which
-    ml_collections reports with a traceback. ``--help`` prints `usage` and exits 0."""
+    ml_collections reports with a traceback. ``--help`` prints `_HELP` (when set) and exits 0."""
     from absl import flags
 
-    if any(a in ("-h", "--help", "-help", "--helpfull", "--helpshort") for a in argv[1:]):
-        print(usage())
+    if _HELP is not None and any(a in ("-h", "--help", "-help", "--helpfull", "--helpshort") for a in argv[1:]):
+        print(_HELP())
         sys.exit(0)
     argv = _resolve_configs(argv)
     for path in _config_files(argv):
@@ -132,13 +105,19 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 def _method_names() -> str:
-    from methods import METHODS
+    """The shipped configs' names (a config file per method)."""
+    names = [f[:-3] for f in os.listdir(CONFIGS_DIR) if f.endswith(".py") and f not in ("__init__.py", "base.py")]
+    return ", ".join(sorted(names))
 
-    return ", ".join(METHODS)
+
+_HELP = None  # () -> the text --help prints, given by the entry point
 
 
-def run_absl(main) -> None:
-    """``absl.app.run(main)`` under :func:`run_cli`, with bad flags reported in one line too."""
+def run_absl(main, help_text=None) -> None:
+    """``absl.app.run(main)`` under :func:`run_cli`, with bad flags reported in one line too, and ``--help``
+    printing ``help_text()`` (when given) with exit status 0."""
+    global _HELP
     from absl import app
 
+    _HELP = help_text
     run_cli(app.run, main, flags_parser=_parse_flags)

@@ -10,10 +10,12 @@ Variants (``:arg``, comma-separated):
   quick   a 2-core CPU demo (<= 10 min): the full-width ImageNet VGG encoder,
           decoder/D at width x1/4, 64x64 crops, batch 4 per stream, lr 1e-3
           (the encoder 1e-4; x0.8 every 500 steps); --config.model.init_encoder=False is the
-          random-init ablation (README).
+          random-init ablation (docs/methods/defocus.md). Trains on ../shared/data/sun_hays80
+          and evaluates on 144 crops of the 24 Kodak photos when ../shared/data is present.
   test    tiny shapes for the test suite (random VGG at width x1/16, 32x32 crops).
-Ablations of the patent's Fig. 6 (combine with a variant, e.g. ``quick,bd``):
-  b (B only), bd (B+D), bdc (B+D+C), bdsc (B+D+S+C, no aux loss), full (default).
+Ablations of the patent's Fig. 6 (combine with a variant, e.g. ``quick,bd``), all but
+full without the auxiliary loss, as in the patent:
+  b (B only), bd (B+D), bdc (B+D+C), bdsc (B+D+S+C), full (default: B+D+S+C + aux).
 """
 
 import ml_collections
@@ -26,14 +28,18 @@ TRAIN_IMAGES = (
     "astronaut,chelsea,hubble_deep_field,immunohistochemistry,retina,stereo_motorcycle,"
     "camera,grass,gravel,brick,coins,clock"
 )
-EVAL_IMAGES = "coffee,grace_hopper,rocket"  # held out: never seen in training
+EVAL_IMAGES = "coffee,grace_hopper,rocket"  # held out: never seen in training (the fallback evaluation photos)
+# With ../shared/data beside the repository, training draws on the 80 colour scene photos of sun_hays80 and the
+# evaluation on the 24 Kodak photos, which no training pool of this project uses (docs/datasets.md).
+TRAIN_POOL, EVAL_POOL = "sun_hays80", "kodak"
 
 # Ablations switch a term off by setting its loss weight to 0 (as in tone and compression):
 # no adv = no D (and no real stream), no sharp = no S (and no masked stream), no content = no C.
+# As the patent's Fig. 6, the auxiliary loss comes in with the last step only (f): b, bd, bdc and bdsc go without.
 ABLATIONS = {
-    "b": dict(adv=0.0, sharp=0.0, content=0.0),
-    "bd": dict(sharp=0.0, content=0.0),
-    "bdc": dict(sharp=0.0),
+    "b": dict(aux=0.0, adv=0.0, sharp=0.0, content=0.0),
+    "bd": dict(aux=0.0, sharp=0.0, content=0.0),
+    "bdc": dict(aux=0.0, sharp=0.0),
     "bdsc": dict(aux=0.0),
     "full": dict(),
 }
@@ -65,7 +71,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.crop = 240  # must be a multiple of 16
     c.data.threads = 0  # grain read threads; 0: one per CPU core (common.data.pipeline.read_threads)
-    c.data.train = source(TRAIN_IMAGES)
+    c.data.train = source(TRAIN_IMAGES, prefer_shared=TRAIN_POOL)
     c.data.real = ml_collections.ConfigDict(dict(kind="proxy"))  # proxy | same-as-masked
     c.data.masked = ml_collections.ConfigDict(dict(kind="proxy", path="", invert=False))  # proxy | folder
     c.data.lens = ml_collections.ConfigDict(
@@ -81,7 +87,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     )
 
     c.eval = ml_collections.ConfigDict()
-    c.eval.source = source(EVAL_IMAGES)
+    c.eval.source = source(EVAL_IMAGES, prefer_shared=EVAL_POOL)
     c.eval.crop = 240
     c.eval.num_synthetic = 48
     c.eval.num_masked = 48
@@ -107,8 +113,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.data.lens.n_layers = 8
         c.data.lens.sensor_px = 320
         c.eval.crop = 96
-        c.eval.num_synthetic = 32
-        c.eval.num_masked = 32
+        c.eval.num_synthetic = 144  # 6 crops of each Kodak photo (48 of each fallback photo)
+        c.eval.num_masked = 96
     if "test" in args:
         tiny_run(c)
         c.backbone = "random"
@@ -121,8 +127,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.data.lens.margin = 4
         c.data.lens.n_layers = 4
         c.data.lens.sensor_px = 160
-        c.data.train.names = "astronaut,stereo_motorcycle"
-        c.eval.source.names = "coffee"
+        c.data.train.update(names="astronaut,stereo_motorcycle", prefer_shared="")
+        c.eval.source.update(names="coffee", prefer_shared="")
         c.eval.crop = 32
         c.eval.num_synthetic = 4
         c.eval.num_masked = 4

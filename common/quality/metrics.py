@@ -121,3 +121,24 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     """AP = Σ_n (R_n − R_{n−1}) P_n over descending thresholds (scikit-learn's definition)."""
     p, r, _ = precision_recall(scores, labels)
     return float(np.sum(np.diff(np.r_[0.0, r]) * p))
+
+
+def bootstrap_mean_ci(
+    values: np.ndarray, groups: np.ndarray | None = None, *, level: float = 0.95, n: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `values` (one per item). With `groups` (one label per item,
+    e.g. the photo a crop came from) whole groups are resampled, since items of one group are not independent;
+    the statistic is then the mean over the resampled groups' items."""
+    values = np.asarray(values, np.float64)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        idx = rng.integers(0, len(values), (n, len(values)))
+        means = values[idx].mean(axis=1)
+    else:
+        labels, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        sums = np.bincount(inverse, weights=values, minlength=len(labels))
+        counts = np.bincount(inverse, minlength=len(labels)).astype(np.float64)
+        pick = rng.integers(0, len(labels), (n, len(labels)))
+        means = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
+    lo, hi = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)

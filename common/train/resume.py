@@ -23,6 +23,7 @@ CONTINUATION_KEYS = (
     "checkpoint_every",
     "sample_every",
     "max_checkpoints",
+    "eval_at_end",
     "eval.",
     "precision",
     "conv_weight_grad",

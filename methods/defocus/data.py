@@ -153,8 +153,10 @@ def render_layers(img: np.ndarray, depth: np.ndarray, coc: np.ndarray, *, n_laye
 # ----------------------------------------------------------------------------- examples
 
 
-def _photo_and_depth(rng, source, size: int, use_real_depth: bool = True):
-    item = source[int(rng.integers(len(source)))]
+def _photo_and_depth(rng, source, size: int, use_real_depth: bool = True, photo: int | None = None):
+    """A random crop of a random photo of `source` (of photo index `photo` when given) and its depth."""
+    index = int(rng.integers(len(source)))  # drawn either way, so that `photo` changes nothing else
+    item = source[index if photo is None else photo]
     if use_real_depth and "depth" in item:
         img, depth = pipeline.random_crop(rng, size, item["image"], item["depth"])
         depth = depth * rng.uniform(1.5, 6.0)  # unit-free disparity depth -> metres
@@ -169,10 +171,10 @@ def sigma_max(lens) -> float:
     return (lens.coc_max - 1.0) / 4.0
 
 
-def synthetic_example(rng: np.random.Generator, source, cfg) -> dict:
-    """One (I_S, y) pair: image (S, S, 3) and label σ/σ_max (S, S, 1) in [0, 1]."""
+def synthetic_example(rng: np.random.Generator, source, cfg, photo: int | None = None) -> dict:
+    """One (I_S, y) pair: image (S, S, 3) and label σ/σ_max (S, S, 1) in [0, 1] (from photo `photo` if given)."""
     crop, margin = cfg.crop, cfg.lens.margin
-    img, depth = _photo_and_depth(rng, source, crop + 2 * margin)
+    img, depth = _photo_and_depth(rng, source, crop + 2 * margin, photo=photo)
     coc = sample_coc(rng, depth, cfg.lens, width_px=cfg.lens.sensor_px)
     out, rendered = render_layers(img, depth, coc, n_layers=cfg.lens.n_layers, kernel="gaussian")
     label = np.clip(coc_to_sigma(rendered) / sigma_max(cfg.lens), 0.0, 1.0)
@@ -182,10 +184,10 @@ def synthetic_example(rng: np.random.Generator, source, cfg) -> dict:
     return {"image": out[s, s], "label": label[s, s, None].astype(np.float32)}
 
 
-def proxy_real_example(rng: np.random.Generator, source, cfg) -> dict:
+def proxy_real_example(rng: np.random.Generator, source, cfg, photo: int | None = None) -> dict:
     """A 'real' defocused photo (disk PSF, noise, JPEG) with its binary blur mask (CoC > 1)."""
     crop, margin = cfg.crop, cfg.lens.margin
-    img, depth = _photo_and_depth(rng, source, crop + 2 * margin, use_real_depth=False)
+    img, depth = _photo_and_depth(rng, source, crop + 2 * margin, use_real_depth=False, photo=photo)
     # focus on a random pixel's depth so that every proxy photo has a sharp region
     s1 = float(depth[rng.integers(depth.shape[0]), rng.integers(depth.shape[1])]) * 1000.0
     focal = rng.uniform(cfg.lens.focal_min_mm, cfg.lens.focal_max_mm)

@@ -98,10 +98,18 @@ class Evaluator:
         return c
 
     def synthetic_set(self):
+        """`eval.num_synthetic` crops, crop i from photo i mod (number of photos): every photo used alike."""
         dcfg = self._eval_cfg()
         source = self._source("eval")
-        fn = lambda rng: defocus_data.synthetic_example(rng, source, dcfg)
-        return pipeline.fixed_set(fn, self.config.eval.num_synthetic, self.config.eval.seed)
+        seed = self.config.eval.seed
+        return [
+            defocus_data.synthetic_example(np.random.default_rng([seed, i]), source, dcfg, photo=i % len(source))
+            for i in range(self.config.eval.num_synthetic)
+        ]
+
+    def photo_names(self) -> list[str]:
+        source = self._source("eval")
+        return [evaluation.image_name(source[i]) for i in range(len(source))]
 
     def masked_set(self):
         dcfg = self._eval_cfg()
@@ -113,10 +121,12 @@ class Evaluator:
                 out.append({"image": img, "mask": mask[..., None]})
             return out, "folder:" + dcfg.masked.path
         source = self._source("eval")
-        fn = lambda rng: defocus_data.proxy_real_example(rng, source, dcfg)
-        return pipeline.fixed_set(
-            fn, self.config.eval.num_masked, self.config.eval.seed + 1
-        ), "proxy (disk PSF + noise + JPEG)"
+        seed = self.config.eval.seed + 1
+        out = [
+            defocus_data.proxy_real_example(np.random.default_rng([seed, i]), source, dcfg, photo=i % len(source))
+            for i in range(self.config.eval.num_masked)
+        ]
+        return out, "proxy (disk PSF + noise + JPEG)"
 
     def _train_reference(self, n=32):
         dcfg = self._eval_cfg()
@@ -130,43 +140,47 @@ class Evaluator:
         ab = fit_blur_measure(train_ref)
 
         syn = self.synthetic_set()
+        names = self.photo_names()
+        photos = np.arange(len(syn)) % len(names)  # the photo each crop came from: the bootstrap's groups
         x = np.stack([e["image"] for e in syn])
         y = np.stack([e["label"] for e in syn])
         pred = self.maps(state, x)
         meas = np.stack([apply_blur_measure(im, ab) for im in x])[..., None]
-        results = {
-            "synthetic": {
-                "num_images": len(syn),
-                "images": self.config.eval.source.names
-                if self.config.eval.source.kind == "builtin"
-                else self.config.eval.source.kind,
-                "model": {
-                    "mse": float(np.mean((pred - y) ** 2)),
-                    "mae": float(np.mean(np.abs(pred - y))),
-                },
-                "constant": {
-                    "value": const,
-                    "mse": float(np.mean((const - y) ** 2)),
-                    "mae": float(np.mean(np.abs(const - y))),
-                },
-                "blur_measure": {
-                    "fit": list(ab),
-                    "mse": float(np.mean((meas - y) ** 2)),
-                    "mae": float(np.mean(np.abs(meas - y))),
-                },
-            }
+        per_crop = {
+            k: ((np.asarray(v, np.float64) - y) ** 2).mean(axis=(1, 2, 3))
+            for k, v in (("model", pred), ("blur_measure", meas), ("constant", const))
+        }  # per crop, in float64 (so that a mean and its interval come from the same numbers)
+        maes = {
+            "model": np.abs(pred - y).mean(),
+            "blur_measure": np.abs(meas - y).mean(),
+            "constant": np.abs(const - y).mean(),
         }
-        results["synthetic"]["model_beats_constant"] = (
-            results["synthetic"]["model"]["mse"] < results["synthetic"]["constant"]["mse"]
-        )
+        syn_results = {"num_images": len(syn), "num_photos": len(names), "photos": names}
+        for k, v in per_crop.items():
+            syn_results[k] = {
+                "mse": float(v.mean()),
+                "mse_ci95": metrics.bootstrap_mean_ci(v, photos),
+                "mae": float(maes[k]),
+            }
+        syn_results["constant"]["value"] = const
+        syn_results["blur_measure"]["fit"] = list(ab)
+        diff = per_crop["model"] - per_crop["blur_measure"]  # paired, crop by crop
+        syn_results["model_minus_blur_measure"] = {
+            "mse": float(diff.mean()),
+            "mse_ci95": metrics.bootstrap_mean_ci(diff, photos),
+            "relative": float(diff.mean() / per_crop["blur_measure"].mean()),
+        }
+        syn_results["model_beats_blur_measure"] = syn_results["model_minus_blur_measure"]["mse_ci95"][1] < 0
+        syn_results["model_beats_constant"] = syn_results["model"]["mse"] < syn_results["constant"]["mse"]
+        results = {"synthetic": syn_results}
 
         masked, kind = self.masked_set()
-        scores, meas_scores, labels = [], [], []
+        per_image = [[], [], []]
         for e in masked:
-            scores.append(self.whole_map(state, e["image"]).ravel())
-            meas_scores.append(apply_blur_measure(e["image"], ab).ravel())
-            labels.append(e["mask"][..., 0].ravel())
-        scores, meas_scores, labels = map(np.concatenate, (scores, meas_scores, labels))
+            per_image[0].append(self.whole_map(state, e["image"]).ravel())
+            per_image[1].append(apply_blur_measure(e["image"], ab).ravel())
+            per_image[2].append(e["mask"][..., 0].ravel())
+        scores, meas_scores, labels = map(np.concatenate, per_image)
         t = self.config.eval.threshold
         results["masked"] = {
             "set": kind,
@@ -181,6 +195,9 @@ class Evaluator:
                 "accuracy": float(np.mean((meas_scores > t) == (labels > 0.5))),
                 "ap": metrics.average_precision(meas_scores, labels),
             },
+            "model_minus_blur_measure_ap_ci95": _ap_difference_ci(
+                per_image, 0 if kind.startswith("folder") else len(names)
+            ),
         }
         self._plots(outdir, scores, meas_scores, labels, x, y, meas, pred)
         return results
@@ -235,3 +252,21 @@ class Evaluator:
             imageio.save_png(raw, m, bits=16)
             written += [dst, raw]
         return written
+
+
+def _ap_difference_ci(per_image, n_photos: int, n: int = 300, stride: int = 4, seed: int = 0) -> list[float]:
+    """95 % bootstrap interval of AP(model) − AP(blur measure), resampling whole photos (image i of the proxy set
+    is from photo i mod `n_photos`; 0: every image its own group), on every `stride`-th pixel for speed."""
+    scores, meas, labels = ([a[::stride] for a in arrays] for arrays in per_image)
+    groups = np.arange(len(labels)) % n_photos if n_photos else np.arange(len(labels))
+    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n):
+        pick = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        lab = np.concatenate([labels[i] for i in pick])
+        diffs.append(
+            metrics.average_precision(np.concatenate([scores[i] for i in pick]), lab)
+            - metrics.average_precision(np.concatenate([meas[i] for i in pick]), lab)
+        )
+    return [float(v) for v in np.percentile(diffs, [2.5, 97.5])]

@@ -44,7 +44,7 @@ def test_a_config_by_method_name_from_another_folder_and_checks_before_building(
     assert p.returncode == 1 and "--input=gone.png: no such file or folder" in p.stderr, p.stderr
     assert "Building" not in p.stderr
     p = _elsewhere(["--config=nosuch:test", f"--workdir={missing}"], tmp_path)
-    assert p.returncode == 1 and "nosuch" in p.stderr and "defocus, srfeat" in p.stderr, p.stderr
+    assert p.returncode == 1 and "nosuch" in p.stderr and "compression, defocus, face_sr" in p.stderr, p.stderr
 
 
 def test_the_console_command_runs_the_launcher(tmp_path):

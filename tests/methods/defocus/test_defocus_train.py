@@ -20,6 +20,7 @@ def test_one_step_in_process_all_ablations():
     from configs import defocus as cfg_mod
     from methods.defocus import model
 
+    assert [cfg_mod.get_config(f"test,{a}").loss.aux for a in ("b", "bd", "bdc", "bdsc", "full")] == [0, 0, 0, 0, 1]
     for ablation in ("b", "bdsc"):  # "full" is the shared trained run and the mesh check
         config = cfg_mod.get_config(f"test,{ablation}")
         task = trainer.build_task(config)
@@ -33,7 +34,7 @@ def test_one_step_in_process_all_ablations():
         step = trainer.jit_train_step(task, mesh)
         new, metrics = step(state, sharding.to_global(batch, mesh), jax.random.key(1), task.frozen)
         assert int(new.step) == 1
-        assert ("loss/aux" in metrics) == on["aux"] == (ablation != "bdsc")
+        assert ("loss/aux" in metrics) == on["aux"] == (ablation == "full")  # the patent adds it in the last step
         assert ("loss/domain" in metrics) == on["adv"]
         assert ("loss/content" in metrics) == on["content"]
         assert all(np.isfinite(float(v)) for v in metrics.values())
@@ -89,9 +90,17 @@ def test_a_run_leaves_every_output(trained):
     lines = [json.loads(x) for x in open(os.path.join(a, "metrics.jsonl"))]
     assert [x["step"] for x in lines] == [2, 4] and "loss/blur" in lines[0]
     ev = json.load(open(os.path.join(a, "eval/metrics.json")))
+    syn = ev["synthetic"]
     for k in ("model", "constant", "blur_measure"):
-        assert ev["synthetic"][k]["mse"] >= 0
-    assert 0 <= ev["masked"]["model"]["ap"] <= 1
+        lo, hi = syn[k]["mse_ci95"]
+        assert 0 <= lo <= syn[k]["mse"] + 1e-9 and syn[k]["mse"] <= hi + 1e-9  # a 95 % bootstrap interval
+    d = syn["model_minus_blur_measure"]
+    assert abs(d["mse"] - (syn["model"]["mse"] - syn["blur_measure"]["mse"])) < 1e-9  # the paired difference
+    assert d["mse_ci95"][0] - 1e-9 <= d["mse"] <= d["mse_ci95"][1] + 1e-9 and syn["model_beats_blur_measure"] == (
+        d["mse_ci95"][1] < 0
+    )
+    assert syn["photos"] == ["coffee"] and syn["num_images"] == 4
+    assert 0 <= ev["masked"]["model"]["ap"] <= 1 and len(ev["masked"]["model_minus_blur_measure_ap_ci95"]) == 2
 
 
 @pytest.mark.slow
@@ -149,7 +158,8 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert "ConfigError: configs/defocus.py: unknown variant(s) ['tset']; use quick, test," in p.stderr
     p = run_py(["benchmarks/train_throughput.py", "--config=configs/defocuss.py:test"], check=False)
     assert p.returncode != 0 and p.stderr.strip().splitlines()[-1] == (
-        "error: --config=configs/defocuss.py: no such config file"
+        "error: --config=configs/defocuss.py: no such config file (a file, or a method: "
+        "compression, defocus, face_sr, srfeat, tone)"
     )
     p = run_py(
         [
