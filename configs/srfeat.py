@@ -20,7 +20,9 @@ Variants (``:arg``, comma-separated):
           pretrain 4000 steps at lr 1e-3, GAN 500 steps.
   test    tiny shapes for the test suite (random width-1/16 VGG).
   gan     shorthand for --config.stage=gan (stage 2; needs --config.init_from).
-  feat    the patent's first embodiment: feature discriminator only (no image D).
+  feat    feature discriminator only (no image D), perceptual loss kept.
+  first   the patent's first embodiment literally: the generator minimises the
+          feature discriminator's error alone (no image D, L_p weight 0).
   x2, x3  scale 2 or 3 instead of 4.
 """
 
@@ -30,7 +32,7 @@ from configs.base import quick_run, run_config, source, tiny_run, variants, vgg_
 
 # Builtin natural photos (colour and grey) for training; Set5/Set14 (../shared/data) are the evaluation sets.
 TRAIN_IMAGES = "astronaut,chelsea,coffee,rocket,stereo_motorcycle,camera,moon,grass,gravel,brick,clock,coins"
-VARIANTS = ("quick", "test", "gan", "feat", "x2", "x3")
+VARIANTS = ("quick", "test", "gan", "feat", "first", "x2", "x3")
 # What the every-method checks build (bf16, the device mesh): the GAN stage, whose step holds the generator's.
 CHECKED_VARIANTS = ("test,gan",)
 # The stages a throughput table times, each with the overrides of a run that starts from nothing.
@@ -59,6 +61,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.disc.schedule = "alternate"  # alternate (D step, then G against the new D) | simultaneous
 
     c.loss = ml_collections.ConfigDict()
+    c.loss.perceptual = 1.0  # weight of L_p in stage 2 (0 with `first`: the feature GAN alone)
     c.loss.adv_image = 1e-3
     c.loss.adv_feature = 1e-3
     c.loss.d_weight = 1e-3  # weight of the discriminator losses (authors' code)
@@ -118,8 +121,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.model.scale = 2
     if "x3" in args:
         c.model.scale = 3
-    if "feat" in args:
+    if "feat" in args or "first" in args:
         c.disc.image = False
+    if "first" in args:
+        c.loss.perceptual = 0.0
     if "gan" in args:
         c.stage = "gan"
         if "test" in args:

@@ -115,14 +115,15 @@ class Codec:
     # -- the codec --------------------------------------------------------------------------------
     def encode(self, img: np.ndarray) -> tuple[bytes, np.ndarray, float]:
         """(file bytes, the in-process uint8 reconstruction, estimated bits) of float RGB [0, 1]."""
-        blob, syms = self._encode(img)
+        blob, syms = self.encode_symbols(img)
         return blob, self.reconstruct(syms, *img.shape[:2]), self.estimated_bits(syms)
 
     def encode_bytes(self, img: np.ndarray) -> bytes:
         """The file's bytes only (what an encoder does: no reconstruction)."""
-        return self._encode(img)[0]
+        return self.encode_symbols(img)[0]
 
-    def _encode(self, img: np.ndarray) -> tuple[bytes, dict]:
+    def encode_symbols(self, img: np.ndarray) -> tuple[bytes, dict]:
+        """(the file's bytes, the integer symbols coded in it): the whole of an encoder's work."""
         h, w = img.shape[:2]
         syms = self.symbols(img)
         dc = tuple(int(v) for v in syms["dc"][0])

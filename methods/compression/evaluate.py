@@ -9,7 +9,7 @@ builtin photos otherwise:
   ΔE between the mean colours of original and reconstruction: a colour
   cast), ``block_color_delta_e`` (the same ΔE per 16×16 tile, averaged:
   local colour errors such as desaturation), and whether decode(encode(x)) is
-  bit-identical;
+  bit-identical; the encode and decode seconds of each image (after a warm-up that compiles them);
 * ``jpeg_rd``: Pillow JPEG at ``eval.jpeg_qualities`` (4:2:0, default settings),
   with the same measures;
 * ``sic``: I_n = f_ed(I_{n−1}) for n = 1..``eval.sic_cycles``: PSNR(I_n, I0)
@@ -22,11 +22,14 @@ builtin photos otherwise:
   for the variable schedules (odd cycles at this model's rate, even cycles
   at the other's) ``drop_same_rate`` compares cycle 1 with the last odd cycle.
   The model and matched JPEG also get ``lpips_first`` / ``lpips_final``: mean
-  LPIPS to I0 after cycle 1 and after the last cycle.
+  LPIPS to I0 after cycle 1 and after the last cycle. ``sic.model.symbols`` traces the model's cycles through
+  its latent symbols: the fraction that flips each cycle, their drift, the first cycle 1 dB down, and the
+  channels that flip most (`methods.compression.sic`).
 
 Plots: ``eval/rd.png`` (model point(s) and the JPEG curve),
-``eval/sic.png`` (PSNR per cycle), ``eval/samples.png`` (original |
-model cycle 1 | model last cycle | JPEG last cycle, per row).
+``eval/sic.png`` (PSNR per cycle), ``eval/sic_symbols.png`` (symbol flips per cycle, drift, and where the
+first image's symbols flipped), ``eval/samples.png`` (original | model cycle 1 | model last cycle | JPEG last
+cycle).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from common.data import degrade, imageio
 from common.quality import evaluation, lpips, metrics
 from common.train import logger
 from methods.compression import plots
+from methods.compression import sic as sic_trace  # (`sic` names the results below)
 from methods.compression.codec import EXTENSION, Codec, codec_functions, load_codec
 
 FALLBACK_EVAL = "builtin:astronaut+coffee+chelsea+rocket"
@@ -168,16 +172,25 @@ class Evaluator:
         set_name, images = self._images()
         t0 = time.perf_counter()
 
-        # ---- rate-distortion with the real codec
+        # ---- rate-distortion with the real codec; encode and decode timed per image (after a warm-up call that
+        # compiles them for the first image's size)
         per_image = []
+        if images:
+            cd.decode(cd.encode_bytes(images[0][1].astype(np.float32) / 255.0))
         for label, u8 in imageio.progress(images, "codec"):
             x = u8.astype(np.float32) / 255.0
-            blob, recon, est_bits = cd.encode(x)
+            t_enc = time.perf_counter()
+            blob, syms = cd.encode_symbols(x)
+            t_dec = time.perf_counter()
             decoded = cd.decode(blob, label)
+            t_end = time.perf_counter()
+            recon, est_bits = cd.reconstruct(syms, *u8.shape[:2]), cd.estimated_bits(syms)
             pixels = u8.shape[0] * u8.shape[1]
             per_image.append(
                 {
                     "image": label,
+                    "encode_seconds": t_dec - t_enc,
+                    "decode_seconds": t_end - t_dec,
                     "bpp": len(blob) * 8.0 / pixels,
                     "estimated_bpp": est_bits / pixels,
                     "psnr": psnr_u8(recon, u8),
@@ -191,6 +204,7 @@ class Evaluator:
         rd = {
             k: _mean(r[k] for r in per_image)
             for k in ("bpp", "estimated_bpp", "psnr", "ms_ssim", "lpips", "mean_color_delta_e", "block_color_delta_e")
+            + ("encode_seconds", "decode_seconds")
         } | {
             "bit_exact_images": sum(r["bit_exact"] for r in per_image),
             "num_images": len(per_image),
@@ -244,11 +258,13 @@ class Evaluator:
         curves = {"model": [], "jpeg": [], "shifted": [], "model_variable": [], "jpeg_variable": []}
         qualities, last = [], {}
         lp = {"model": [], "jpeg": []}  # per image: (LPIPS after cycle 1, after cycle n)
+        traces = []  # the model's cycles traced through its latent symbols (methods.compression.sic)
         for i, (_, u8) in enumerate(imageio.progress(subset, f"SIC x{n}")):
             q = matched_quality(u8, per_image[i]["bpp"])
             qualities.append(q)
             first_model, first_jpeg = cd.roundtrip_u8(u8), jpeg_fn(q)(u8)  # cycle 1, computed once
-            c, last_model = sic_curve(cd.roundtrip_u8, u8, n)
+            traces.append(sic_trace.trace(cd, u8, n, psnr_u8))
+            c, last_model = traces[-1]["psnr"], traces[-1]["last"]
             curves["model"].append(c)
             lp["model"].append((lpips.score(first_model, u8), lpips.score(last_model, u8)))
             c, last_jpeg = sic_curve(jpeg_fn(q), u8, n)
@@ -283,6 +299,10 @@ class Evaluator:
             if k == "shifted":
                 out[k]["final_psnr_per_shift"] = [float(c[-1]) for c in cs]
                 out[k]["image"] = subset[0][0]
+        if traces and n > 1:
+            out["model"]["symbols"] = sic_trace.summarize(traces)
+            if last:
+                last["trace"] = traces[0]
         return out, last
 
     def _plots(self, outdir: str, results: dict, last: dict | None) -> None:
@@ -295,9 +315,12 @@ class Evaluator:
             )
             if last:
                 row = [last[k].astype(np.float32) / 255.0 for k in ("image", "model_1", "model_n", "jpeg_n")]
-                n = len(sic["model"]) if isinstance(sic.get("model"), list) else "n"
+                n = sic["cycles"]
                 columns = ("original", "model, cycle 1", f"model, cycle {n}", f"JPEG, cycle {n}")
                 evaluation.save_samples(outdir, [row], columns=columns)
+            if last and "trace" in last and "symbols" in sic["model"]:
+                title = f"{results['eval_set']}: latent symbols under successive compression"
+                sic_trace.plot(os.path.join(outdir, "sic_symbols.png"), sic["model"]["symbols"], last["trace"], title)
 
     def predict(self, state, input_path: str, output_path: str) -> list[str]:
         """Image(s) → bitstream file(s) (.rjx); bitstream file(s) (a file, or a folder of them) → PNG."""

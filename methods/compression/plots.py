@@ -16,10 +16,10 @@ COMPRESSAI_KODAK = {
 }
 
 
-def plot_rd(path: str, runs: dict, title: str) -> None:
+def plot_rd(path: str, runs: dict, title: str, anchors: dict | None = None) -> None:
     """PSNR against bpp: each run's point ({label: eval results}; runs with the same prior and λ2 joined into one
     curve by rate), the first run's JPEG curve and, on Kodak, CompressAI's published factorized and hyperprior
-    curves (q1-q8)."""
+    curves (q1-q8); `anchors` ({name: RD points}) adds classical codecs' curves."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,6 +29,8 @@ def plot_rd(path: str, runs: dict, title: str) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     j = first["jpeg_rd"]
     ax.plot([p["bpp"] for p in j], [p["psnr"] for p in j], "o-", color="black", label="JPEG (Pillow 4:2:0)")
+    for name, pts in (anchors or {}).items():
+        ax.plot([p["bpp"] for p in pts], [p["psnr"] for p in pts], ".:", lw=1, label=f"{name} (Pillow)")
     if first["eval_set"] == "kodak":
         for name, pts in COMPRESSAI_KODAK.items():
             ax.plot(pts["bpp"], pts["psnr"], "s--", ms=3, lw=1, label=f"CompressAI {name} (published)")

@@ -220,7 +220,7 @@ def gan_step(state: State, batch: dict, frozen, nets: Nets):
 
     def g_loss_fn(sr_, phi_sr_):
         terms = {"perceptual": jnp.mean(perceptual_loss(phi_sr_, phi_hr))}
-        total = terms["perceptual"]
+        total = cfg.loss.perceptual * terms["perceptual"]
         for name in nets.discs:
             fake = sr_ if name == "image" else phi_sr_
             logits, _ = _d_apply(nets, d_for_g[name], stats_for_g[name], fake)

@@ -175,3 +175,12 @@ def test_each_method_builds_on_the_pretrained_vgg16_and_records_it(method, width
         task = trainer.build_task(config)
         assert task.metadata["encoder_init"] == "random"
         assert not np.array_equal(task.init(jax.random.key(0)).b["encoder"]["conv5_3"]["kernel"], want)
+
+
+def test_the_random_backbone_warning_is_shown_once(monkeypatch, capsys):
+    monkeypatch.setattr(vgg, "_warned", False)
+    with pytest.warns(UserWarning, match="SEEDED RANDOM VGG-19") as shown:
+        vgg.random_variables(1 / 16, 0)
+        vgg.random_variables(1 / 16, 1)
+    assert len([w for w in shown if "SEEDED RANDOM" in str(w.message)]) == 1
+    assert "SEEDED RANDOM" not in capsys.readouterr().err  # not printed a second time beside the warning

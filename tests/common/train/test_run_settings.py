@@ -174,7 +174,10 @@ def test_ctrl_c_saves_the_step_and_exits_130(tmp_path, capsys):
         trainer.train_and_evaluate(_toy_task(nan_from_step=99), config, str(tmp_path), hooks=[interrupt])
     assert e.value.code == 130
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
-    assert "run the same command again to resume" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "run the same command again to resume" in err
+    # the phases are announced: no long silence before the first step
+    assert "Compiling the train step (step 1 of 6) ..." in err and "Compiled and took the first step in" in err
 
 
 def test_a_damaged_checkpoint_is_one_error_naming_its_folder(tmp_path):

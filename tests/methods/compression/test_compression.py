@@ -260,17 +260,28 @@ def test_train_then_eval_with_a_variable_rate_schedule(trained, tmp_path):
     for k in ("model", "jpeg", "shifted", "model_variable", "jpeg_variable"):
         assert len(sic[k]["psnr"]) == 3, k
     assert len(sic["shifted"]["final_psnr_per_shift"]) == 2
+    sym = sic["model"]["symbols"]  # the idempotence diagnostics, cycles 2..3
+    assert len(sym["symbols_changed"]) == len(sym["symbols_drift"]) == 2 and len(sym["first_1db_cycle"]) == 1
+    assert all(0 <= f <= 1 for f in sym["symbols_changed"]) and os.path.getsize(os.path.join(w, "eval/sic_symbols.png"))
+    assert all(im["encode_seconds"] > 0 and im["decode_seconds"] > 0 for im in rd["images"])
     assert rd["jpeg_psnr_at_bpp"] == ce.jpeg_psnr_at(ev["jpeg_rd"], rd["bpp"])
     # the report: one row per run with JPEG at the run's rate (or why not), and the plots
-    table = report.report([w], str(tmp_path / "report"))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray((np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)).save(photos / "a.png")
+    table = report.report([w, w2], str(tmp_path / "report"), images=str(photos), anchors=("jpeg", "webp"))
     row = table.splitlines()[2].split(" | ")
     j = rd["jpeg_psnr_at_bpp"]
     assert row[5] == ("outside the JPEG points" if j is None else f"{j:.2f} ({rd['psnr'] - j:+.2f})")
     assert row[6] == f"{rd['mean_color_delta_e']:.2f}" and row[7].startswith(f"{rd['block_color_delta_e']:.2f}")
-    assert table.splitlines()[-1].startswith(
+    assert table.splitlines()[4].startswith(
         f"| JPEG, matched to {os.path.basename(os.path.normpath(w))} (q "
     )  # whose rate it is
+    assert "Bjøntegaard deltas against classical codecs" in table and "vs webp: BD-rate / BD-PSNR" in table
+    assert "needs ≥ 2 runs" in table  # each λ2 is a curve of one run here
     assert all(os.path.getsize(tmp_path / "report" / f) > 1000 for f in ("rd.png", "sic.png"))
+    reports = sorted(f for f in os.listdir(tmp_path / "report") if f.startswith("compressai_"))
+    assert len(reports) == 2 and json.load(open(tmp_path / "report" / reports[0]))["results"]["bpp"]
 
 
 @pytest.mark.slow

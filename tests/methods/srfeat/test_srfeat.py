@@ -149,12 +149,16 @@ def test_gan_step_combines_the_terms_and_equals_a_direct_gradient(schedule):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
 
 
-def test_feature_only_variant_has_no_image_discriminator():
-    config, task, mesh, state, batch = _gan_task("feat")
-    assert set(state.d) == {"feature"}
+@pytest.mark.parametrize("variant", ["feat", "first"])
+def test_feature_only_variants_have_no_image_discriminator(variant):
+    """`feat` keeps L_p beside the feature GAN; `first` (the patent's first embodiment) is the feature GAN alone."""
+    config, task, mesh, state, batch = _gan_task(variant)
+    assert set(state.d) == {"feature"} and config.loss.perceptual == (0.0 if variant == "first" else 1.0)
     new, m = trainer.jit_train_step(task, mesh)(state, sharding.to_global(batch, mesh), jax.random.key(1), task.frozen)
     assert "loss/adv_image" not in m and "loss/adv_feature" in m
     assert all(np.isfinite(float(v)) for v in m.values())
+    want = config.loss.perceptual * m["loss/perceptual"] + config.loss.adv_feature * m["loss/adv_feature"]
+    np.testing.assert_allclose(m["loss/g"], want, rtol=1e-5)
 
 
 @pytest.mark.mesh_check
