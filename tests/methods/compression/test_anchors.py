@@ -62,10 +62,8 @@ def test_runs_group_into_curves_and_write_compressai_json():
 
     runs = {"q2": run(0.2, 26.0, 1), "q3": run(0.3, 27.5, 1), "plain": run(0.31, 27.8, 0)}
     got = report.curves(runs)
-    assert list(got) == ["hyperprior λ2=1", "hyperprior λ2=0"] and [n for n, _ in got["hyperprior λ2=1"]] == [
-        "q2",
-        "q3",
-    ]
+    assert list(got) == ["hyperprior λ2=1", "hyperprior λ2=0"]
+    assert [n for n, _ in got["hyperprior λ2=1"]] == ["q2", "q3"]
     out = report.compressai_json("hyperprior λ2=1", got["hyperprior λ2=1"])
     assert out["results"]["bpp"] == [0.2, 0.3] and out["results"]["psnr-rgb"] == [26.0, 27.5]
     assert set(out["results"]) == {"bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"}

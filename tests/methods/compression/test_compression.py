@@ -266,6 +266,8 @@ def test_train_then_eval_with_a_variable_rate_schedule(trained, tmp_path):
     assert all(im["encode_seconds"] > 0 and im["decode_seconds"] > 0 for im in rd["images"])
     assert rd["jpeg_psnr_at_bpp"] == ce.jpeg_psnr_at(ev["jpeg_rd"], rd["bpp"])
     # the report: one row per run with JPEG at the run's rate (or why not), and the plots
+    from PIL import Image
+
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray((np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)).save(photos / "a.png")
