@@ -20,8 +20,12 @@ Losses (patent Eqs. 1-2 / 5-6; one function each):
               or the plain L2 norm per image ('l2', Eq. 5 verbatim)
     L_total = L_R + λ1·L_D + λ2·L_FI                     (λ2 = 0: the plain model)
 In training F0 = y + u and F1 = f_e(I1) + u with the SAME noise u, so
-F0 − F1 = f_e(I0) − f_e(I1) exactly. The factorized prior's quantiles are
-fitted by their own aux loss through a separate optax partition.
+F0 − F1 = f_e(I0) − f_e(I1) exactly. Switches that follow the test-time chain
+instead (off by default): ``loss.fi_quant='ste'`` (F0, F1 through straight-through
+rounding, the patent's f_q), ``loss.fi_passes=2`` (L_FI also after a second pass
+through f_e∘f_rc∘f_d) and ``model.mixed_quantization`` (f_d trained on rounded
+latents). The factorized prior's quantiles are fitted by their own aux loss
+through a separate optax partition.
 """
 
 from __future__ import annotations
@@ -114,6 +118,9 @@ class Compressor(nn.Module):
     n: int = 128
     m: int = 192
     mean_removal: bool = False  # code each image's mean colour on 8 bits beside the latents (see `dc`)
+    # "mixed quantization" (Minnen & Singh 2020): f_d decodes straight-through rounded latents in training, as it
+    # does at test time, while the rate term keeps the noisy ones
+    mixed_quantization: bool = False
     dtype: Any = None  # the transforms' compute dtype (training only; the codec's model is float32)
 
     def setup(self):
@@ -162,7 +169,19 @@ class Compressor(nn.Module):
             lik = {"y": entropy.gaussian_likelihood(y_tilde, self.h_s(z_tilde)), "z": self.entropy_z(z_tilde)}
         else:
             lik = {"y": self.entropy_y(y_tilde)}
-        return {"y": y, "noise": u, "x_hat": self._synthesis(y_tilde, dc), "likelihoods": lik}
+        y_dec = self.round_latent(y) if self.mixed_quantization else y_tilde
+        return {"y": y, "noise": u, "x_hat": self._synthesis(y_dec, dc), "likelihoods": lik}
+
+    def round_latent(self, y):
+        """ŷ as the codec forms it (round, around the medians for a factorized prior), straight-through."""
+        if self.prior == "hyperprior":
+            return entropy.round_ste(y)
+        med = self.entropy_y.medians()
+        return entropy.round_ste(y - med) + med
+
+    def decode_latent(self, y_hat, x):
+        """f_d(ŷ) re-centred on x's (unrounded) mean colour: the synthesis of a training latent."""
+        return self._synthesis(y_hat, self.dc(x))
 
     def analysis(self, x):
         """f_e (of x − μ with mean removal), as in training."""
@@ -273,7 +292,13 @@ def make_optimizer(config) -> optax.GradientTransformation:
 def compressor(m) -> Compressor:
     """The model of a config's `model` block (a ConfigDict, or a run's config.json dict; runs from before mean
     removal have no such key and are bare models)."""
-    return Compressor(prior=m["prior"], n=m["n"], m=m["m"], mean_removal=m.get("mean_removal", False))
+    return Compressor(
+        prior=m["prior"],
+        n=m["n"],
+        m=m["m"],
+        mean_removal=m.get("mean_removal", False),
+        mixed_quantization=m.get("mixed_quantization", False),
+    )
 
 
 class Nets:
@@ -326,10 +351,7 @@ def losses(params, x, key, *, nets: Nets):
     }
     total = terms["rate"] + cfg.lambda1 * terms["distortion"]
     if cfg.lambda2:
-        f0 = out["y"] + out["noise"]
-        i1 = round_clip(out["x_hat"])
-        f1 = model.apply({"params": params}, i1, method=Compressor.analysis) + out["noise"]
-        terms["feature_identity"] = jnp.mean(feature_identity_loss(f0, f1, cfg.fi_norm))
+        terms["feature_identity"] = _fi_term(model, params, x, out, cfg)
         total = total + cfg.lambda2 * terms["feature_identity"]
     aux = nets.model.apply({"params": params}, method=Compressor.aux_loss)
     metrics_ = {f"loss/{k}": v for k, v in terms.items()}
@@ -342,6 +364,30 @@ def losses(params, x, key, *, nets: Nets):
         }
     )
     return total + aux, (metrics_, out["x_hat"])
+
+
+FI_QUANT = ("noise", "ste")
+
+
+def _fi_term(model: Compressor, params, x, out: dict, cfg) -> jax.Array:
+    """L_FI of a batch. F0 = f_q(y) and F_k = f_q(f_e(I_k)), I_k = f_rc∘f_d(F_{k−1}), for k = 1..``fi_passes``
+    (the mean of the k terms ‖F0 − F_k‖). f_q is the shared noise sample (``fi_quant='noise'``: then
+    F0 − F1 = f_e(I0) − f_e(I1)) or the codec's rounding, straight-through (``'ste'``: the patent's f_q, which
+    sees the symbol flips of successive compression)."""
+    if cfg.get("fi_quant", "noise") not in FI_QUANT:
+        raise ConfigError(f"config loss.fi_quant={cfg.fi_quant!r}: use {' or '.join(map(repr, FI_QUANT))}")
+    ste = cfg.get("fi_quant", "noise") == "ste"
+
+    def f_q(y):
+        return model.apply({"params": params}, y, method=Compressor.round_latent) if ste else y + out["noise"]
+
+    f0, image, terms, fk = f_q(out["y"]), round_clip(out["x_hat"]), [], None
+    for _ in range(int(cfg.get("fi_passes", 1))):
+        if fk is not None:  # the next pass decodes the previous one's latents through the whole chain
+            image = round_clip(model.apply({"params": params}, fk, x, method=Compressor.decode_latent))
+        fk = f_q(model.apply({"params": params}, image, method=Compressor.analysis))
+        terms.append(jnp.mean(feature_identity_loss(f0, fk, cfg.fi_norm)))
+    return sum(terms) / len(terms)
 
 
 def train_step(state: State, batch: dict, key, frozen, *, nets: Nets):

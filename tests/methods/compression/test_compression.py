@@ -11,6 +11,7 @@ import pytest
 from conftest import assert_mesh_matches_one_device, copy_run, run_py
 from scipy.stats import norm
 
+from common.errors import ConfigError
 from configs import compression as cc
 from methods.compression import entropy, report
 from methods.compression import evaluate as ce
@@ -147,6 +148,38 @@ def test_total_loss_is_the_weighted_sum_and_fi_uses_the_same_encoder(lambda2):
         i1 = np.round(np.clip(np.asarray(x_hat), 0, 1) * 255) / 255
         ref = np.mean((np.asarray(g_a(x)) - np.asarray(g_a(jnp.asarray(i1, jnp.float32)))) ** 2)
         np.testing.assert_allclose(m["loss/feature_identity"], ref, rtol=1e-3)
+
+
+def test_fi_switches_follow_the_test_time_chain():
+    """fi_quant='ste': F0 and F1 are the rounded latents; fi_passes=2 adds ‖F0 − F2‖ after a second pass through
+    f_e∘f_rc∘f_d; mixed quantization decodes round(y). Each against a direct recomputation."""
+    x = jnp.asarray(np.random.default_rng(7).random((2, 64, 64, 3)), jnp.float32)
+    key = jax.random.key(3)
+    base = _tiny(lambda1=100.0, lambda2=1.0)
+    nets = mc.Nets(base)
+    params = mc.init_state(jax.random.key(0), nets, base).params
+    apply = lambda method, *a: nets.model.apply({"params": params}, *a, method=method)  # noqa: E731
+    g_a = lambda im: np.asarray(apply(mc.Compressor.analysis, jnp.asarray(im, jnp.float32)))  # noqa: E731
+    f_rc = lambda v: np.round(np.clip(np.asarray(v), 0, 1) * 255) / 255  # noqa: E731
+
+    ste = _tiny(lambda1=100.0, lambda2=1.0, fi_quant="ste", fi_passes=2)
+    _, (m, x_hat) = mc.losses(params, x, key, nets=mc.Nets(ste))
+    f0 = np.round(g_a(x))
+    i1 = f_rc(x_hat)
+    f1 = np.round(g_a(i1))
+    i2 = f_rc(apply(mc.Compressor.decode_latent, jnp.asarray(f1), x))
+    f2 = np.round(g_a(i2))
+    want = (np.mean((f0 - f1) ** 2) + np.mean((f0 - f2) ** 2)) / 2
+    np.testing.assert_allclose(m["loss/feature_identity"], want, rtol=1e-4, atol=1e-6)
+
+    mixed = _tiny(lambda1=100.0, lambda2=0.0)
+    mixed.model.mixed_quantization = True
+    mixed_nets = mc.Nets(mixed)
+    _, (_, x_hat) = mc.losses(params, x, key, nets=mixed_nets)
+    decoded = apply(mc.Compressor.decode_latent, jnp.round(jnp.asarray(g_a(x))), x)
+    np.testing.assert_allclose(np.asarray(x_hat), np.asarray(decoded), atol=1e-5)
+    with pytest.raises(ConfigError, match="loss.fi_quant='round'"):
+        mc.losses(params, x, key, nets=mc.Nets(_tiny(lambda2=1.0, fi_quant="round")))
 
 
 def test_quantiles_are_trained_only_by_the_aux_loss_in_their_own_partition():
