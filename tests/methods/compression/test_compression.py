@@ -278,8 +278,9 @@ def test_train_then_eval_with_a_variable_rate_schedule(trained, tmp_path):
     w2 = trained("compression.py:test,plain,q1", "--config.eval_at_end=False")
     for rel in ("checkpoints/4", "metrics.jsonl", "eval/metrics.json", "eval/rd.png", "eval/sic.png", "samples"):
         assert os.path.exists(os.path.join(w, rel)), rel
-    run_py(["launch.py", "--config=configs/compression.py:test", f"--workdir={w}", "--mode=eval",
-            f"--config.eval.variable_with={w2}"])  # fmt: skip
+    p = run_py(["launch.py", "--config=configs/compression.py:test", f"--workdir={w}", "--mode=eval",
+                f"--config.eval.variable_with={w2}"])  # fmt: skip
+    assert "\r" not in p.stderr and "it/s" not in p.stderr  # no progress bars in a log that is not a terminal
     ev = json.load(open(os.path.join(w, "eval/metrics.json")))
     rd = ev["rd"]
     assert rd["bit_exact_images"] == rd["num_images"] == 1

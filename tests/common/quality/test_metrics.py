@@ -1,4 +1,4 @@
-"""The bootstrap interval of a mean, against a direct numpy transcription and known cases."""
+"""Metrics: the bootstrap interval of a mean, against a direct numpy transcription and known cases."""
 
 import numpy as np
 
