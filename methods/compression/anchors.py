@@ -71,8 +71,14 @@ def sweep(images: list[np.ndarray], name: str, score) -> list[dict]:
             out, nbytes, enc, dec = roundtrip(u8, name, q)
             rows.append({"bpp": nbytes * 8 / (u8.shape[0] * u8.shape[1]), **score(out, u8), "encode_s": enc,
                          "decode_s": dec})  # fmt: skip
-        points.append({"quality": q, **{k: float(np.mean([r[k] for r in rows])) for k in rows[0]}})
+        points.append({"quality": q, **{k: _mean([r[k] for r in rows]) for k in rows[0]}})
     return sorted(points, key=lambda p: p["bpp"])
+
+
+def _mean(values) -> float | None:
+    """The mean of the values that exist (a score can be None, e.g. MS-SSIM of an image too small for it)."""
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
 
 
 def _pchip_mean(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:

@@ -53,6 +53,8 @@ def test_each_available_anchor_round_trips_and_reports_its_bytes():
     points = anchors.sweep([u8], "jpeg", lambda out, ref: {"psnr": float(-np.abs(out.astype(float) - ref).mean())})
     assert [p["bpp"] for p in points] == sorted(p["bpp"] for p in points) and len(points) == 8
     assert set(points[0]) == {"quality", "bpp", "psnr", "encode_s", "decode_s"}
+    none = anchors.sweep([u8], "jpeg", lambda out, ref: {"ms_ssim": None})  # a score an image is too small for
+    assert all(p["ms_ssim"] is None for p in none)
 
 
 def test_runs_group_into_curves_and_write_compressai_json():

@@ -305,7 +305,12 @@ def test_train_then_eval_with_a_variable_rate_schedule(trained, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray((np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)).save(photos / "a.png")
-    table = report.report([w, w2], str(tmp_path / "report"), images=str(photos), anchors=("jpeg", "webp"))
+    other = tmp_path / "plain" / "eval"  # a second evaluated run (its results, as a λ2 = 0 run would write them)
+    other.mkdir(parents=True)
+    json.dump({**ev, "lambda2": 0.0}, open(other / "metrics.json", "w"))
+    table = report.report(
+        [w, str(other.parent)], str(tmp_path / "report"), images=str(photos), anchors=("jpeg", "webp")
+    )
     row = table.splitlines()[2].split(" | ")
     j = rd["jpeg_psnr_at_bpp"]
     assert row[5] == ("outside the JPEG points" if j is None else f"{j:.2f} ({rd['psnr'] - j:+.2f})")
