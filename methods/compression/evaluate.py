@@ -262,9 +262,9 @@ class Evaluator:
         for i, (_, u8) in enumerate(imageio.progress(subset, f"SIC x{n}")):
             q = matched_quality(u8, per_image[i]["bpp"])
             qualities.append(q)
-            first_model, first_jpeg = cd.roundtrip_u8(u8), jpeg_fn(q)(u8)  # cycle 1, computed once
+            first_jpeg = jpeg_fn(q)(u8)  # cycle 1, computed once
             traces.append(sic_trace.trace(cd, u8, n, psnr_u8))
-            c, last_model = traces[-1]["psnr"], traces[-1]["last"]
+            c, first_model, last_model = traces[-1]["psnr"], traces[-1]["first"], traces[-1]["last"]
             curves["model"].append(c)
             lp["model"].append((lpips.score(first_model, u8), lpips.score(last_model, u8)))
             c, last_jpeg = sic_curve(jpeg_fn(q), u8, n)

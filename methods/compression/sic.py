@@ -18,7 +18,7 @@ import numpy as np
 
 def trace(cd, u8: np.ndarray, cycles: int, psnr) -> dict:
     """SIC of one 8-bit image through codec `cd` for `cycles` cycles (`psnr(a, b)` in dB), with the symbol
-    diagnostics above; ``last`` is I_N."""
+    diagnostics above; ``first`` is I_1 and ``last`` is I_N."""
     h, w = u8.shape[:2]
     cur, first = u8, None
     prev = None
@@ -31,6 +31,7 @@ def trace(cd, u8: np.ndarray, cycles: int, psnr) -> dict:
         sym = np.asarray(y["y"])[0]  # (h/16, w/16, M) of the padded image
         if prev is None:
             first, flips = sym, np.zeros(sym.shape, np.int32)
+            out["first"] = cur  # I_1
         else:
             changed = sym != prev
             flips += changed

@@ -106,5 +106,6 @@ def test_sic_trace_counts_symbol_flips_against_a_direct_count():
     flips = sum((ys[k] != ys[k - 1]).astype(int) for k in range(1, 5))
     assert (t["flip_map"] == flips.sum(-1)).all() and (t["flips_per_channel"] == flips.reshape(-1, 3).sum(0)).all()
     assert np.array_equal(t["last"], cur)
+    assert np.array_equal(t["first"], cd.reconstruct(cd.symbols(u8.astype(np.float32) / 255.0), 8, 12))
     s = sic.summarize([t, t])
     assert s["symbols_changed"] == changed and s["first_1db_cycle"] == [t["first_1db_cycle"]] * 2
