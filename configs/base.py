@@ -32,6 +32,15 @@ def run_config(method: str, *, total_steps: int, batch_size: int) -> ml_collecti
     return c
 
 
+def validation_fields(c: ml_collections.ConfigDict, crop: int = 128) -> None:
+    """Validation during training (common.quality.validation): every `eval.every` steps (0: off), `val_images`
+    centre crops of `val_crop` pixels of sun_hays80's val photos (or `val_data`, a folder)."""
+    c.eval.every = 0
+    c.eval.val_images = 4
+    c.eval.val_crop = crop
+    c.eval.val_data = ""
+
+
 def vgg_fields(c: ml_collections.ConfigDict) -> None:
     """The VGG choice of a method with feature losses or a VGG encoder (common.pretrained.vgg.load_backbone)."""
     c.backbone = "auto"  # auto (vgg19 if vgg19_weights else vgg16) | vgg16 | vgg19 | random (seeded, labelled)
@@ -49,6 +58,7 @@ def source(names: str = "", **overrides) -> ml_collections.ConfigDict:
             split="train",  # tfds: split
             data_dir="",  # tfds: data_dir ('' = default)
             prefer_shared="",  # builtin: train on ../shared/data/<this> instead when that folder exists
+            subset="",  # of that folder: '' all, 'train' all but every 10th photo, 'val' every 10th photo
         )
     )
     c.update(overrides)

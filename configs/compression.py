@@ -31,7 +31,7 @@ Every variant codes each image's mean colour on the side (model.mean_removal).
 
 import ml_collections
 
-from configs.base import quick_run, run_config, source, tiny_run, variants
+from configs.base import quick_run, run_config, source, tiny_run, validation_fields, variants
 
 TRAIN_IMAGES = "astronaut,chelsea,coffee,rocket,grace_hopper,camera,brick,gravel,grass,clock,coins,page"
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)  # CompressAI's MSE table
@@ -68,6 +68,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.train = source(TRAIN_IMAGES)
 
     c.eval = ml_collections.ConfigDict()
+    validation_fields(c)
     c.eval.data = ""  # '' = ../shared/data/kodak when present, else builtin photos
     c.eval.max_images = 0  # 0 = all
     c.eval.jpeg_qualities = (2, 3, 5, 10, 20, 30, 50, 70, 90)

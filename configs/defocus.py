@@ -20,7 +20,7 @@ full without the auxiliary loss, as in the patent:
 
 import ml_collections
 
-from configs.base import quick_run, run_config, source, tiny_run, variants, vgg_fields
+from configs.base import quick_run, run_config, source, tiny_run, validation_fields, variants, vgg_fields
 
 # Six colour photos plus six textured grey ones: with only the first six, a pretrained full-width encoder
 # memorises them and over-predicts blur on held-out photos (README, "Measured").
@@ -65,13 +65,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.optim.lr = 1e-4
     c.optim.encoder_lr_mult = 1.0  # B's VGG encoder learns at lr x this (authors: one lr for all)
     c.optim.b1 = 0.9
+    c.optim.schedule = "staircase"  # staircase (the authors') | cosine (to zero at decay_steps)
     c.optim.decay = 0.8
     c.optim.decay_steps = 20 * 2744  # 20 epochs of 8,231 images at batch 3
 
     c.data = ml_collections.ConfigDict()
     c.data.crop = 240  # must be a multiple of 16
     c.data.threads = 0  # grain read threads; 0: one per CPU core (common.data.pipeline.read_threads)
-    c.data.train = source(TRAIN_IMAGES, prefer_shared=TRAIN_POOL)
+    c.data.train = source(TRAIN_IMAGES, prefer_shared=TRAIN_POOL, subset="train")  # 72 photos; 8 kept for tuning
     c.data.real = ml_collections.ConfigDict(dict(kind="proxy"))  # proxy | same-as-masked
     c.data.masked = ml_collections.ConfigDict(dict(kind="proxy", path="", invert=False))  # proxy | folder
     c.data.lens = ml_collections.ConfigDict(
@@ -87,6 +88,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     )
 
     c.eval = ml_collections.ConfigDict()
+    validation_fields(c)
     c.eval.source = source(EVAL_IMAGES, prefer_shared=EVAL_POOL)
     c.eval.crop = 240
     c.eval.num_synthetic = 48
@@ -107,7 +109,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.model.n_res = 3
         c.optim.lr = 1e-3
         c.optim.encoder_lr_mult = 0.1  # the ImageNet encoder at the authors' 1e-4: at 1e-3 it overfits 6 photos
-        c.optim.decay_steps = 500
+        c.optim.schedule = "cosine"  # a short run ends on small steps: its last weights vary less by seed
+        c.optim.decay_steps = c.total_steps
         c.data.crop = 64
         c.data.lens.margin = 8
         c.data.lens.n_layers = 8

@@ -20,7 +20,7 @@ Variants (``:arg``, comma-separated):
 
 import ml_collections
 
-from configs.base import quick_run, run_config, source, tiny_run, variants, vgg_fields
+from configs.base import quick_run, run_config, source, tiny_run, validation_fields, variants, vgg_fields
 
 FACE_IMAGES = "astronaut,grace_hopper"
 
@@ -61,6 +61,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.train = source(FACE_IMAGES)
 
     c.eval = ml_collections.ConfigDict()
+    validation_fields(c)
     c.eval.data = ""  # HR faces; '' = ../shared/data/celeba_hq when present, else builtin astronaut+grace_hopper
     c.eval.hr_size = 1024  # HR faces are resized to this first (0 = keep)
     c.eval.train_count = 0  # the first N evaluation faces were training inputs (Table 1); the rest: Table 2

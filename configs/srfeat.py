@@ -28,7 +28,7 @@ Variants (``:arg``, comma-separated):
 
 import ml_collections
 
-from configs.base import quick_run, run_config, source, tiny_run, variants, vgg_fields
+from configs.base import quick_run, run_config, source, tiny_run, validation_fields, variants, vgg_fields
 
 # Builtin natural photos (colour and grey) for training; Set5/Set14 (../shared/data) are the evaluation sets.
 TRAIN_IMAGES = "astronaut,chelsea,coffee,rocket,stereo_motorcycle,camera,moon,grass,gravel,brick,clock,coins"
@@ -82,6 +82,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.train = source(TRAIN_IMAGES)
 
     c.eval = ml_collections.ConfigDict()
+    validation_fields(c)
     # comma-separated sets: a folder path, or builtin:NAME+NAME; '' = Set5 and Set14 from
     # ../shared/data when present, else builtin:grace_hopper (not a training image)
     c.eval.data = ""

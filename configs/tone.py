@@ -17,7 +17,7 @@ Ablations of the patent's Fig. 6: ``color`` (λ2 = λ3 = 0: colour only),
 
 import ml_collections
 
-from configs.base import quick_run, run_config, source, tiny_run, variants
+from configs.base import quick_run, run_config, source, tiny_run, validation_fields, variants
 
 INPUT_IMAGES = "astronaut,chelsea,rocket,stereo_motorcycle,coffee"  # tone-degraded at random for training
 NATURAL_IMAGES = "astronaut,chelsea,rocket,stereo_motorcycle,coffee"  # unpaired, undegraded crops for D
@@ -54,6 +54,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.algorithm_params = ml_collections.ConfigDict(dict(clip_limit=0.02, saturation=1.5))
 
     c.eval = ml_collections.ConfigDict()
+    validation_fields(c)
     c.eval.data = ""  # '' = ../shared/data/kodak when present, else builtin:grace_hopper
     c.eval.max_side = 768  # images are resized so that their long side is at most this
     c.eval.seed = 20_000  # seeds of the evaluation tone curves

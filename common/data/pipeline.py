@@ -6,6 +6,10 @@ Three sources, chosen by `config.kind`:
   matplotlib, scikit-learn when installed); offline on a fresh machine. With
   ``prefer_shared=NAME`` the folder ``../shared/data/NAME`` is used instead
   when it exists (a training pool of real photos), the builtins otherwise.
+  Its ``subset`` picks part of that folder: ``train`` leaves out every
+  `VAL_STRIDE`-th photo (in sorted order), ``val`` is those photos only, so
+  that validation during training and recipe tuning see photos no training
+  run uses.
   ``stereo_motorcycle`` also carries its real disparity map (as ``depth``).
 * ``folder``: every image under a local folder, recursively.
 * ``tfds``: a *prepared* TFDS dataset read through ``tfds.data_source``.
@@ -127,9 +131,17 @@ class BuiltinSource(Sequence):
 class FolderSource(Sequence):
     """Every image under a folder (recursively); decoded on access."""
 
-    def __init__(self, path: str, min_size: int = 0, needs: str = ""):
-        """`min_size`: the least side an image may have; `needs` says what needs it (default: the crop)."""
+    def __init__(self, path: str, min_size: int = 0, needs: str = "", subset: str = ""):
+        """`min_size`: the least side an image may have; `needs` says what needs it (default: the crop).
+
+        `subset`: '' every image; 'val' every `VAL_STRIDE`-th in sorted order; 'train' the others.
+        """
+        if subset not in SUBSETS:
+            raise ConfigError(f"data source subset={subset!r}: expected '', 'train' or 'val'")
         self.paths = imageio.list_images(path)
+        if subset:
+            val = set(self.paths[::VAL_STRIDE])
+            self.paths = [p for p in self.paths if (p in val) == (subset == "val")]
         if min_size:
             small = []
             for p in self.paths:
@@ -186,13 +198,17 @@ class TfdsSource(Sequence):
         return {"image": img[..., :3], "name": f"{self.name}[{i}]"}
 
 
+VAL_STRIDE = 10  # subset 'val' of a shared pool: its sorted photos 0, 10, 20, ... (8 of sun_hays80's 80)
+SUBSETS = ("", "train", "val")
+
+
 def make_source(cfg, min_size: int = 0) -> Sequence:
     """Builds the source described by a config block with field `kind`."""
     kind = cfg.kind
     if kind == "builtin":
         pool = cfg.get("prefer_shared") and shared_data_dir(cfg.prefer_shared)
         if pool:  # a folder of real photos beside the repository beats the few embedded ones
-            return FolderSource(pool, min_size=min_size)
+            return FolderSource(pool, min_size=min_size, subset=cfg.get("subset", ""))
         return BuiltinSource(cfg.get("names") or None)
     if kind == "folder":
         if not cfg.get("path"):

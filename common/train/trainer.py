@@ -52,6 +52,8 @@ class Task(Generic[State]):
     samples: Callable[[State, Batch], np.ndarray] | None = None  # (state, host batch) -> RGB grid
     evaluate: Callable[[State, str], dict] | None = None  # (state, outdir) -> metrics
     predict: Callable[[State, str, str], list[str]] | None = None  # (state, input, output) -> files written
+    # state -> {name: float} on the held-out crops of common.quality.validation, every `eval.every` steps
+    validate: Callable[[State], dict] | None = None
     metadata: dict = dataclasses.field(default_factory=dict)
     images_per_step: int = 1
 
@@ -283,6 +285,7 @@ def train_and_evaluate(
     bar = None  # made after the first step, so that its rate and ETA leave compilation out
     stopped, failed = None, False  # stopped: the exit status of a stop (130: Ctrl-C, 143: SIGTERM)
     step = start
+    every = int(config.get("eval", {}).get("every", 0))  # validation during training (0: off)
     with _Stop() as stop:
         try:
             while step < total:
@@ -312,6 +315,13 @@ def train_and_evaluate(
                         con.info(_summary(step, total, flat))
                     else:
                         bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in list(flat.items())[:4]})
+                if lead and task.validate and every and (step % every == 0 or step == total):
+                    t_val = time.perf_counter()
+                    flat = log.scalars(step, {"val": task.validate(sharding.host_local(state))})
+                    msg = " ".join(f"{k}={v:.4g}" for k, v in flat.items())
+                    (con.info if bar.disable else bar.write)(
+                        f"validation at step {step}: {msg} ({time.perf_counter() - t_val:.1f} s)"
+                    )
                 if lead and task.samples and config.sample_every and (step % config.sample_every == 0 or step == total):
                     log.image(step, "train", task.samples(sharding.host_local(state), host_batch))
                 if step % config.checkpoint_every == 0 and step < total:

@@ -41,9 +41,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from common.data import degrade, imageio
-from common.quality import evaluation, lpips, metrics
+from common.quality import evaluation, lpips, metrics, validation
 from common.train import logger
-from methods.compression import plots
+from methods.compression import entropy, plots
 from methods.compression import sic as sic_trace  # (`sic` names the results below)
 from methods.compression.codec import EXTENSION, Codec, codec_functions, load_codec
 
@@ -147,6 +147,24 @@ class Evaluator:
         if self._functions is None:
             self._functions = codec_functions(self.model)
         return Codec(self.model, state.params, self._functions, state.tables)
+
+    def validator(self) -> validation.Validator:
+        """Estimated bpp (from the rounded latents' likelihoods) and PSNR/SSIM/LPIPS of the 8-bit decoded
+        validation crops: what the codec would give, without range coding."""
+
+        def score(state, p):
+            if self._functions is None:
+                self._functions = codec_functions(self.model)
+            f = self._functions
+            syms = f["symbols"](state.params, p["x"])
+            bits = sum(float(entropy.bits(v).sum()) for v in f["likelihoods"](state.params, syms).values())
+            x_hat = np.asarray(f["decode"](state.params, syms["y"], syms["dc"]))
+            x_hat = np.round(np.clip(x_hat, 0.0, 1.0) * 255.0) / 255.0
+            n, h, w = p["x"].shape[:3]
+            return {"bpp": bits / (n * h * w), **validation.image_scores(x_hat, p["x"])}
+
+        pairs = lambda: {"x": validation.crops(self.config, self.model.multiple)}  # noqa: E731
+        return validation.Validator(self.config, pairs, score)
 
     def train_samples(self, state, batch) -> np.ndarray:
         cd = self.codec(state)

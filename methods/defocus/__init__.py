@@ -55,6 +55,7 @@ def build(config) -> trainer.Task:
         frozen={"vgg": backbone.variables},
         samples=ev.train_samples,
         evaluate=ev.evaluate,
+        validate=ev.validator() if config.eval.every else None,
         predict=ev.predict,
         metadata={**backbone.metadata(), "encoder_init": "imagenet" if init_encoder else "random"},
         images_per_step=(1 + int(on["adv"]) + int(on["sharp"])) * config.batch_size,

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from common.data import imageio, pipeline
-from common.quality import evaluation, metrics
+from common.quality import evaluation, metrics, validation
 from methods.defocus import data as defocus_data
 
 # ----------------------------------------------------------------------------- no-learning baseline
@@ -89,6 +89,27 @@ class Evaluator:
             pm = np.asarray(self._predict(state, jnp.asarray(xm)))
             rows += [[xm[i], mm[i, ..., 0], pm[i, ..., 0]] for i in range(len(xm))]
         return imageio.grid(rows)
+
+    def validator(self) -> validation.Validator:
+        """MSE and MAE of the σ maps (÷ σ_max) of synthetic crops rendered from the validation photos."""
+
+        def pairs():
+            dcfg = self._eval_cfg()
+            src = validation.photos(self.config)
+            n = int(self.config.eval.val_images)
+            ex = [
+                defocus_data.synthetic_example(
+                    np.random.default_rng([self.config.eval.seed, 7, i]), src, dcfg, photo=i % len(src)
+                )
+                for i in range(n)
+            ]
+            return {"x": np.stack([e["image"] for e in ex]), "y": np.stack([e["label"] for e in ex])}
+
+        def score(state, p):
+            err = self.maps(state, p["x"]) - p["y"]
+            return {"mse": float(np.mean(err**2)), "mae": float(np.mean(np.abs(err)))}
+
+        return validation.Validator(self.config, pairs, score)
 
     # -- held-out sets
     def _eval_cfg(self):

@@ -185,7 +185,7 @@ class Nets:
         self.s = precision.wrap(SharpNet(), config)
         self.c = precision.wrap(backbone.module("conv4_4"), config)
         self.c_layer = backbone.layer("conv4_4")
-        sched = optim.staircase(config.optim)
+        sched = optim.schedule(config.optim)
         self.tx = optim.adam_with_decay(config.optim)
         # B's VGG encoder may learn slower than its fresh decoder (fine-tuning an ImageNet trunk)
         mult = config.optim.encoder_lr_mult

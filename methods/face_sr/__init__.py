@@ -40,6 +40,7 @@ def build(config) -> trainer.Task:
         frozen={"vgg": backbone.variables},
         samples=ev.train_samples,
         evaluate=ev.evaluate,
+        validate=ev.validator() if config.eval.every else None,
         predict=ev.predict,
         metadata={
             **backbone.metadata(),

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from common.data import imageio, pipeline, resize
-from common.quality import evaluation, fid, metrics
+from common.quality import evaluation, fid, metrics, validation
 
 FALLBACK_EVAL = "builtin:astronaut+grace_hopper"
 
@@ -49,6 +49,17 @@ class Evaluator:
     def upscale(self, state, lr: np.ndarray) -> np.ndarray:
         """x4 of one image (reflect-padded to the generator's multiple, output cropped), clipped."""
         return evaluation.padded(lambda x: self._g(state, x), lr, 2**self.config.model.n_down, 4)
+
+    def validator(self) -> validation.Validator:
+        """PSNR/SSIM/LPIPS of x4 SR of the validation crops (LR: bicubic, 8 bits)."""
+
+        def pairs():
+            hr = validation.crops(self.config, 4 * 2**self.config.model.n_down)
+            return {"lr": np.stack([resize.quantize(resize.imresize(h, 0.25)) for h in hr]), "hr": hr}
+
+        return validation.Validator(
+            self.config, pairs, lambda state, p: validation.image_scores(self._g(state, p["lr"]), p["hr"])
+        )
 
     def train_samples(self, state, batch) -> np.ndarray:
         rows = []

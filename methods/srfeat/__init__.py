@@ -83,6 +83,7 @@ def build(config) -> trainer.Task:
         frozen=frozen,
         samples=ev.train_samples,
         evaluate=ev.evaluate,
+        validate=ev.validator() if config.eval.every else None,
         predict=ev.predict,
         metadata={
             "stage": config.stage,

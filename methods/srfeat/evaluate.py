@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common.data import imageio, resize
-from common.quality import evaluation, lpips, metrics
+from common.quality import evaluation, lpips, metrics, validation
 
 FALLBACK_EVAL = "builtin:grace_hopper"  # not a training image
 SHARED_SETS = ("set5", "set14")
@@ -57,6 +57,18 @@ class Evaluator:
         e = self.config.eval
         return evaluation.padded(
             lambda x: self._g(state, x), lr, e.bucket, self.scale, tile=e.tile, overlap=e.tile_overlap
+        )
+
+    def validator(self) -> validation.Validator:
+        """PSNR/SSIM/LPIPS (RGB) of x{scale} SR of the validation crops (LR: bicubic, 8 bits)."""
+        s = self.scale
+
+        def pairs():
+            hr = validation.crops(self.config, s)
+            return {"lr": np.stack([resize.quantize(resize.imresize(h, 1.0 / s)) for h in hr]), "hr": hr}
+
+        return validation.Validator(
+            self.config, pairs, lambda state, p: validation.image_scores(self._g(state, p["lr"]), p["hr"])
         )
 
     def train_samples(self, state, batch) -> np.ndarray:

@@ -36,6 +36,7 @@ def build(config) -> trainer.Task:
         total_steps=config.total_steps,
         samples=ev.train_samples,
         evaluate=ev.evaluate,
+        validate=ev.validator() if config.eval.every else None,
         predict=ev.predict,
         metadata={
             "algorithm": config.data.algorithm,

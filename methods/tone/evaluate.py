@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from common.data import degrade, imageio, resize
-from common.quality import evaluation, lpips, metrics
+from common.quality import evaluation, lpips, metrics, validation
 from common.train import checkpoint
 from methods.tone import data as tone_data
 
@@ -81,6 +81,19 @@ class Evaluator:
     def enhance(self, state, x: np.ndarray) -> np.ndarray:
         """G on one image of any size ≥ 8x8 (reflect-padded to a multiple of 4), clipped to [0, 1]."""
         return evaluation.padded(lambda xp: self._g(state, xp), x, 4)
+
+    def validator(self) -> validation.Validator:
+        """PSNR/SSIM/LPIPS of G on the validation crops under seeded random tone curves, against the crops."""
+
+        def pairs():
+            ref = validation.crops(self.config, 4)
+            rng = lambda i: np.random.default_rng([self.config.eval.seed, 1_000 + i])  # noqa: E731
+            x = np.stack([degrade.random_tone_curve(rng(i), r)[0] for i, r in enumerate(ref)]).astype(np.float32)
+            return {"x": x, "ref": ref}
+
+        return validation.Validator(
+            self.config, pairs, lambda state, p: validation.image_scores(self._g(state, p["x"]), p["ref"])
+        )
 
     def train_samples(self, state, batch) -> np.ndarray:
         return imageio.grid(

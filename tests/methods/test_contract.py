@@ -31,3 +31,21 @@ def test_the_list_drives_the_checks():
     specs = checked_specs()
     assert [s.split(":")[0] for s in specs] == list(METHODS)  # one check per method, in order
     assert "srfeat:test,gan" in specs  # a config's CHECKED_VARIANTS replace the default ("test",)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_validation_during_training_scores_the_held_out_crops(method):
+    """With `eval.every` set, every method hands the trainer a validator: finite scores of the method's kind
+    (PSNR/SSIM/LPIPS for image outputs, the σ-map error for DMENet), the same twice for one state, and none
+    when `eval.every` is 0."""
+    config = importlib.import_module(f"configs.{method}").get_config("test")
+    assert trainer.build_task(config).validate is None
+    config.eval.every = 2
+    config.eval.val_images = 2
+    config.eval.val_crop = 64
+    task = trainer.build_task(config)
+    state = task.init(jax.random.key(0))
+    first, again = task.validate(state), task.validate(state)
+    expected = {"mse", "mae"} if method == "defocus" else {"psnr", "ssim", "lpips"}
+    assert expected <= set(first), first
+    assert all(jnp.isfinite(v) for v in first.values()) and first == again
