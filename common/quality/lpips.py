@@ -81,7 +81,7 @@ class LPIPS:
             raise ValueError(f"unknown LPIPS network {net!r}; expected one of {', '.join(NETS)}")
         self.net = net
         trunk, heads = packaged.load(NETS[net])
-        self._trunk = jax.tree.map(jnp.asarray, trunk)
+        self.trunk = jax.tree.map(jnp.asarray, trunk)
         self._heads = [jnp.asarray(h) for h in heads]
         features = alexnet_features if net == "alex" else vgg16_features
 
@@ -104,7 +104,7 @@ class LPIPS:
                 f"LPIPS-{self.net} needs images of at least {MIN_SIDE[self.net]} pixels a side, got "
                 f"{x0.shape[1]}x{x0.shape[2]}"
             )
-        return np.asarray(self._fn(self._trunk, self._heads, x0, x1))
+        return np.asarray(self._fn(self.trunk, self._heads, x0, x1))
 
 
 @functools.cache

@@ -8,8 +8,11 @@ no-reference-free sharpness proxy (1 = as much fine detail as the truth; bicubic
 is well below 1, over-sharpening or noise goes above), and LPIPS (v0.1,
 AlexNet; lower is better). The first
 ``eval.train_count`` faces are the ones the model was trained on (as 256
-inputs: the paper's Table 1); the rest are unseen (Table 2). FID is
-computed only with user-supplied Inception-v3 weights
+inputs: the paper's Table 1); the rest are unseen (Table 2). Each group gets
+``fd_vgg16`` and ``fd_alex`` of bicubic and of the model against the true
+faces: Fréchet distances on ImageNet VGG-16 / AlexNet pooled features
+(`common.quality.fd`), offline, not FID and not comparable with published
+FIDs. FID itself is computed only with user-supplied Inception-v3 weights
 (``eval.inception_weights``, converted by ``python -m common.quality.fid convert``):
 then each group also gets ``fid`` of bicubic and of the model against the
 true faces (few images: biased upwards, comparable only on the same faces).
@@ -22,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from common.data import imageio, pipeline, resize
-from common.quality import evaluation, fid, metrics, validation
+from common.quality import evaluation, fd, fid, metrics, validation
 
 FALLBACK_EVAL = "builtin:astronaut+grace_hopper"
 
@@ -73,6 +76,7 @@ class Evaluator:
         (_, source), *_ = pipeline.image_sets(spec)  # the first set
         fid_net = fid.FID(ev.inception_weights) if ev.inception_weights else None
         feats = {g: {"bicubic": [], "model": [], "truth": []} for g in ("train_inputs", "held_out")}
+        pooled = {g: fd.Accumulator() for g in feats}  # FD-VGG16 / FD-Alex: offline, no Inception weights
 
         def score(i, item):
             hr = item["image"]
@@ -85,8 +89,9 @@ class Evaluator:
             group = "train_inputs" if i < ev.train_count else "held_out"
             record = {"image": evaluation.image_name(item), "group": group}
             record.update(bicubic=scores(bic, hr), model=scores(sr, hr))
-            if fid_net is not None:
-                for k, img in (("bicubic", bic), ("model", sr), ("truth", hr)):
+            for k, img in (("bicubic", bic), ("model", sr), ("truth", hr)):
+                pooled[group].add(k, img)
+                if fid_net is not None:
                     feats[group][k].append(fid_net.features([img])[0])
             c = min(256, hr.shape[0])
             y0 = (hr.shape[0] - c) // 2
@@ -105,6 +110,8 @@ class Evaluator:
                 **evaluation.means(recs, ("bicubic", "model"), METRICS),
                 "images": recs,
             }
+            for k, d in pooled[name].distances("truth").items():
+                results[name][k].update(d)
             if fid_net is not None:
                 truth = np.stack(feats[name]["truth"])
                 for k in ("bicubic", "model"):

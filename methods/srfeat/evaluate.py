@@ -6,7 +6,9 @@ to 8 bits, and SR (rounded to 8 bits) is compared with HR on the luma Y
 (BT.601) after shaving `scale` pixels on every side. PSNR and SSIM are given
 per image and as the set mean, for bicubic up-sampling and for the model,
 with LPIPS (v0.1, AlexNet; lower is better) on the RGB images with the same
-border shaved.
+border shaved. ``fd`` holds FD-VGG16 and FD-Alex (`common.quality.fd`: Fréchet
+distances on ImageNet pooled features; not FID) of bicubic and of the model
+against HR, over every evaluated image together.
 ``eval/samples.png`` rows: bicubic | SRFeat | HR (centre crops).
 """
 
@@ -17,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common.data import imageio, resize
-from common.quality import evaluation, lpips, metrics, validation
+from common.quality import evaluation, fd, lpips, metrics, validation
 
 FALLBACK_EVAL = "builtin:grace_hopper"  # not a training image
 SHARED_SETS = ("set5", "set14")
@@ -81,6 +83,7 @@ class Evaluator:
     def evaluate(self, state, outdir: str) -> dict:
         s = self.scale
         results = {"scale": s, "border": s, "channel": "Y (BT.601)", "lpips_net": "alex", "sets": {}}
+        pooled = fd.Accumulator()  # over every evaluated image: a distribution of 5 images says little
 
         def score(i, item):
             hr = resize.modcrop(item["image"], s)
@@ -92,6 +95,8 @@ class Evaluator:
                 "bicubic": y_scores(bic, hr, s),
                 "model": y_scores(sr, hr, s),
             }
+            for k, img in (("bicubic", bic), ("model", sr), ("hr", hr)):
+                pooled.add(k, img)
             return record, [_crop_centre(x, 192) for x in (bic, sr, hr)]
 
         rows = []
@@ -108,6 +113,7 @@ class Evaluator:
                 "psnr_gain_over_bicubic": summary["model"]["psnr"] - summary["bicubic"]["psnr"],
                 "images": per,
             }
+        results["fd"] = {"images": "every evaluated image", **pooled.distances("hr")}
         evaluation.save_samples(outdir, rows, columns=("bicubic", "SRFeat", "ground truth"))
         return results
 
