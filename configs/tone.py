@@ -30,6 +30,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c = run_config("tone", total_steps=100_000, batch_size=8)
 
     c.model = ml_collections.ConfigDict()
+    c.model.arch = "authors"  # G: 'authors' (their code: 2 stride-2 convs, residual blocks) | 'patent' (its Fig. 2)
     c.model.width = 1.0  # G channel multiplier (32/64/128 at 1.0)
     c.model.blocks = 16
     c.model.d_width = 1.0

@@ -19,6 +19,8 @@ from methods.tone import data, evaluate, model
 
 def check_config(config) -> None:
     check_size("data.crop", config.data.crop, 16, "D strides 4 times")
+    if config.model.arch not in model.ARCHS:
+        raise ConfigError(f"config model.arch={config.model.arch!r}: expected one of {', '.join(model.ARCHS)}")
     if config.data.algorithm not in data.ALGORITHMS:
         raise ConfigError(f"config data.algorithm={config.data.algorithm!r}: known are {', '.join(data.ALGORITHMS)}")
     model.color_loss(jnp.zeros((1, 11, 11, 3)), jnp.zeros((1, 11, 11, 3)), config.loss.color)

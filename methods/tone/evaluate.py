@@ -30,6 +30,7 @@ from common.data import degrade, imageio, resize
 from common.quality import evaluation, lpips, metrics, validation
 from common.train import checkpoint
 from methods.tone import data as tone_data
+from methods.tone import model as tone_model
 
 FALLBACK_EVAL = "builtin:grace_hopper"
 
@@ -79,14 +80,14 @@ class Evaluator:
         return self._fixed_c
 
     def enhance(self, state, x: np.ndarray) -> np.ndarray:
-        """G on one image of any size ≥ 8x8 (reflect-padded to a multiple of 4), clipped to [0, 1]."""
-        return evaluation.padded(lambda xp: self._g(state, xp), x, 4)
+        """G on one image of any size ≥ 8x8 (reflect-padded to G's multiple), clipped to [0, 1]."""
+        return evaluation.padded(lambda xp: self._g(state, xp), x, tone_model.ARCHS[self.config.model.arch])
 
     def validator(self) -> validation.Validator:
         """PSNR/SSIM/LPIPS of G on the validation crops under seeded random tone curves, against the crops."""
 
         def pairs():
-            ref = validation.crops(self.config, 4)
+            ref = validation.crops(self.config, tone_model.ARCHS[self.config.model.arch])
             rng = lambda i: np.random.default_rng([self.config.eval.seed, 1_000 + i])  # noqa: E731
             x = np.stack([degrade.random_tone_curve(rng(i), r)[0] for i, r in enumerate(ref)]).astype(np.float32)
             return {"x": x, "ref": ref}

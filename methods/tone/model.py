@@ -57,6 +57,41 @@ class Generator(nn.Module):
         return x + 10.0 * residual
 
 
+class PatentGenerator(nn.Module):
+    """G as the patent's Fig. 2 draws it (``model.arch=patent``): an encoder of three stride-2 convs (211-213),
+    a residual part of four convs (221-224) around a skip, and a decoder of three x2 layers (231-233) whose
+    last one outputs the image, with no skip from the input. The decoder's stride-2 (transposed) convolutions
+    are nearest x2 + 3x3 conv here. Input sides must be multiples of 8."""
+
+    width: float = 1.0
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        del train  # no batch norm: the figure draws none
+        c = lambda n: max(4, int(round(n * self.width)))  # noqa: E731
+        h = x
+        for n in (32, 64, 128):
+            h = layers.lrelu(conv.Conv(c(n), (3, 3), strides=2)(h))
+        r = h
+        for i in range(4):
+            r = conv.Conv(c(128), (3, 3), name=f"refine{i}")(r)
+            r = layers.lrelu(r) if i < 3 else r
+        h = h + r
+        for n in (64, 32):
+            h = layers.lrelu(conv.Conv(c(n), (3, 3))(layers.upsample_nearest(h)))
+        return conv.Conv(3, (3, 3), name="out")(layers.upsample_nearest(h))
+
+
+ARCHS = {"authors": 4, "patent": 8}  # G's architecture -> the multiple its input sides must be
+
+
+def generator(m) -> nn.Module:
+    """G of a ``model`` config block: the authors' code ('authors', default) or the patent's figure ('patent')."""
+    if m.get("arch", "authors") == "patent":
+        return PatentGenerator(width=m.width)
+    return Generator(width=m.width, blocks=m.blocks)
+
+
 class InverseNet(nn.Module):
     """C: `layers` plain 3x3 convs mapping G(x) back to x (residual on its input)."""
 
@@ -120,7 +155,7 @@ class Nets:
     def __init__(self, config):
         m = config.model
         self.config = config
-        self.g = precision.wrap(Generator(width=m.width, blocks=m.blocks), config)
+        self.g = precision.wrap(generator(m), config)
         self.d = precision.wrap(naturalness_discriminator(m.d_width), config)
         self.c = precision.wrap(InverseNet(layers=m.inverse_layers, channels=m.inverse_channels), config)
         self.tx = optim.adam_with_decay(config.optim)
@@ -148,7 +183,7 @@ def init_state(key, nets: Nets, config) -> State:
     return State(
         step=jnp.zeros((), jnp.int32),
         g=vg["params"],
-        g_stats=vg["batch_stats"],
+        g_stats=vg.get("batch_stats", {}),  # none for model.arch=patent (no batch norm)
         d=d,
         c=c,
         opt_g=nets.tx.init(vg["params"]),
@@ -174,7 +209,7 @@ def train_step(state: State, batch: dict, key, frozen, *, nets: Nets):
         if lam.lambda3:
             terms["artifact"] = jnp.mean(inverse_loss(nets.c.apply({"params": state.c}, out), x))
             total = total + lam.lambda3 * terms["artifact"]
-        return total, (terms, out, upd["batch_stats"])
+        return total, (terms, out, upd.get("batch_stats", {}))
 
     (l_g, (terms, out, g_stats)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g)
     g_new, opt_g = optim.apply_update(nets.tx, grads, state.g, state.opt_g)

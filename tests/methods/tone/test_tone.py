@@ -58,6 +58,26 @@ def test_generator_starts_as_identity_and_inverse_net_is_shallower():
     assert n_conv(state.g) > n_conv(state.c)
 
 
+def test_the_patents_generator_follows_its_figure():
+    """model.arch=patent: 3 stride-2 convs (211-213), 4 residual-part convs (221-224), 3 x2 decoder layers
+    (231-233), no batch norm, output at the input's size; an unknown arch names the key."""
+    config = cfg_mod.get_config("test")
+    config.model.arch = "patent"
+    nets = tm.Nets(config)
+    state = tm.init_state(jax.random.key(0), nets, config)
+    assert state.g_stats == {}
+    kernels = [(str(p), v.shape) for p, v in jax.tree_util.tree_leaves_with_path(state.g) if "kernel" in str(p[-1])]
+    assert len(kernels) == 3 + 4 + 3 and sum("refine" in k for k, _ in kernels) == 4
+    x = jax.random.uniform(jax.random.key(1), (2, 24, 40, 3))
+    y = nets.enhance(state, x)
+    assert y.shape == x.shape and not np.allclose(y, x)  # no skip from the input: not the identity at init
+    strided = jax.make_jaxpr(lambda v: nets.enhance(state, v))(x)
+    assert str(strided).count("window_strides=(2, 2)") == 3
+    config.model.arch = "unet"
+    with pytest.raises(ConfigError, match="model.arch='unet'"):
+        trainer.build_task(config)
+
+
 @pytest.mark.parametrize("variant", ["", "color"])
 def test_step_combines_the_weighted_terms_and_the_ablation_freezes_d(variant):
     config = cfg_mod.get_config(f"test,{variant}" if variant else "test")
