@@ -18,6 +18,8 @@ Variants (``:arg``, comma-separated):
              (0.0018 … 0.18); default q3. q6-q8 use (N, M) = (192, 320).
   plain      λ2 = 0: the model without the feature-identity loss.
   factorized the factorized prior (Ballé 2017) instead of the hyperprior.
+  msssim     L_D = 1 − MS-SSIM (RGB) with CompressAI's MS-SSIM λ for the
+             quality (2.40 … 220.0); crops of at least 192 (five scales).
   quick      a 2-core CPU demo (<= 10 min): (N, M) = (32, 48), 128 crops of
              ../shared/data/sun_hays80 (the builtin photos when absent),
              batch 4, Adam 1e-3, 2,000 steps; Kodak eval with SIC over 50
@@ -35,12 +37,13 @@ from configs.base import quick_run, run_config, source, tiny_run, validation_fie
 
 TRAIN_IMAGES = "astronaut,chelsea,coffee,rocket,grace_hopper,camera,brick,gravel,grass,clock,coins,page"
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)  # CompressAI's MSE table
-VARIANTS = ("quick", "cpu", "test", "plain", "factorized") + tuple(f"q{i}" for i in range(1, 9))
+MS_SSIM_LAMBDAS = (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.0)  # CompressAI's MS-SSIM table
+VARIANTS = ("quick", "cpu", "test", "plain", "factorized", "msssim") + tuple(f"q{i}" for i in range(1, 9))
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     args = variants(arg, VARIANTS, "configs/compression.py")
-    quality = next((int(a[1:]) for a in args if a in VARIANTS[5:]), 3)
+    quality = next((int(a[1:]) for a in args if a[0] == "q" and a[1:].isdigit()), 3)
 
     c = run_config("compression", total_steps=1_000_000, batch_size=8)
     c.quality = quality
@@ -53,7 +56,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.model.mixed_quantization = False  # True: f_d trained on straight-through rounded latents (rate: noise)
 
     c.loss = ml_collections.ConfigDict()
-    c.loss.lambda1 = LAMBDAS[quality - 1] * 255.0**2  # weight of L_D = MSE on [0, 1]
+    c.loss.distortion = "mse"  # L_D: 'mse' (on [0, 1]) | 'ms_ssim' (1 − MS-SSIM; crops >= 176)
+    c.loss.lambda1 = LAMBDAS[quality - 1] * 255.0**2  # weight of L_D (MSE: CompressAI's λ_q·255²)
     c.loss.lambda2 = 0.0 if "plain" in args else 1.0  # weight of L_FI (the patent's example: 1)
     c.loss.fi_norm = "mse"  # 'mse' (the patent's [0078]) or 'l2' (Eq. 5's ‖F0 − F1‖₂ per image)
     c.loss.fi_quant = "noise"  # f_q of F0, F1 in L_FI: 'noise' (one shared sample) | 'ste' (rounding, straight-through)
@@ -83,7 +87,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.model.n, c.model.m = 32, 48
         c.optim.lr = 1e-3
         c.data.crop = 128
-        c.data.train.prefer_shared = "sun_hays80"  # 80 scene photos when ../shared/data is there
+        c.data.train.prefer_shared = "sun_hays80"  # scene photos when ../shared/data is there
+        c.data.train.subset = "train"  # 72 of its 80: the other 8 are the validation photos (eval.every)
         c.eval.sic_images = 6
     if "test" in args:
         tiny_run(c)
@@ -96,4 +101,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.eval.jpeg_qualities = (10, 50)
         c.eval.sic_cycles = 3
         c.eval.sic_shifts = 2
+    if "msssim" in args:  # L_D = 1 − MS-SSIM with CompressAI's MS-SSIM λ; five scales need crops >= 176
+        c.loss.distortion = "ms_ssim"
+        c.loss.lambda1 = MS_SSIM_LAMBDAS[quality - 1]
+        c.data.crop = max(c.data.crop, 192)
     return c

@@ -81,15 +81,23 @@ def ssim(a, b, *, data_range: float = 1.0, size: int = 11, sigma: float = 1.5):
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
-def ms_ssim(a, b, *, data_range: float = 1.0, size: int = 11, sigma: float = 1.5):
+def ms_ssim_min_side(size: int = 11) -> int:
+    """The least side MS-SSIM takes: after four 2x2 poolings (each flooring) the window must still fit."""
+    return 16 * size
+
+
+def ms_ssim(a, b, *, data_range: float = 1.0, size: int = 11, sigma: float = 1.5, floor: float = 0.0):
     """Per-image multi-scale SSIM (Wang et al. 2003): Π_j cs_j^w_j · ssim_5^w_5 over 5 dyadic scales
-    (2x2 average pooling between scales; negative cs clamped to 0). Needs sides ≥ 16·(size − 1) + 1."""
-    if min(a.shape[1:3]) < 16 * (size - 1) + 1:
-        raise ValueError(f"ms_ssim: images of {a.shape[1]}x{a.shape[2]} are too small for 5 scales (>= 161 px)")
+    (2x2 average pooling between scales; negative cs clamped to `floor`, 0 for the metric; a training loss
+    passes a small positive floor, where x^w has a finite gradient). Needs sides ≥ 16·size (`ms_ssim_min_side`)."""
+    if min(a.shape[1:3]) < ms_ssim_min_side(size):
+        raise ValueError(
+            f"ms_ssim: images of {a.shape[1]}x{a.shape[2]} are too small for 5 scales (>= {ms_ssim_min_side(size)} px)"
+        )
     out = jnp.ones(a.shape[0])
     for j, w in enumerate(MS_SSIM_WEIGHTS):
         s, cs = _ssim_cs(a, b, data_range, size, sigma)
-        out = out * jnp.maximum(s if j == len(MS_SSIM_WEIGHTS) - 1 else cs, 0.0) ** w
+        out = out * jnp.maximum(s if j == len(MS_SSIM_WEIGHTS) - 1 else cs, floor) ** w
         if j < len(MS_SSIM_WEIGHTS) - 1:
             a, b = _avg_pool2(a), _avg_pool2(b)
     return out

@@ -25,6 +25,13 @@ def check_config(config) -> None:
     check_size("data.crop", config.data.crop, mult, f"the {m.prior} model down-samples by {mult}")
     if config.loss.fi_norm not in ("mse", "l2"):
         raise ConfigError(f"config loss.fi_norm={config.loss.fi_norm!r}: use 'mse' or 'l2'")
+    if config.loss.distortion not in model.DISTORTIONS:
+        raise ConfigError(f"config loss.distortion={config.loss.distortion!r}: use 'mse' or 'ms_ssim'")
+    if config.loss.distortion == "ms_ssim" and config.data.crop < model.MS_SSIM_MIN_SIDE:
+        raise ConfigError(
+            f"config data.crop={config.data.crop}: loss.distortion='ms_ssim' needs crops of at least "
+            f"{model.MS_SSIM_MIN_SIDE} pixels (five scales of an 11-pixel window); e.g. --config.data.crop=192"
+        )
     if config.loss.lambda1 <= 0:
         raise ConfigError(f"config loss.lambda1={config.loss.lambda1} must be > 0")
 

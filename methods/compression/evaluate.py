@@ -80,7 +80,7 @@ def block_color_delta_e(a: np.ndarray, b: np.ndarray, block: int = 16) -> float:
 
 
 def ms_ssim_u8(a: np.ndarray, b: np.ndarray) -> float | None:
-    if min(a.shape[:2]) < 161:
+    if min(a.shape[:2]) < metrics.ms_ssim_min_side():
         return None
     f = lambda u: jnp.asarray(u, jnp.float32)[None] / 255.0  # noqa: E731
     return float(metrics.ms_ssim(f(a), f(b))[0])

@@ -40,6 +40,7 @@ import optax
 
 from common.errors import ConfigError
 from common.nn import conv
+from common.quality import metrics
 from common.train import optim, precision
 from methods.compression import coding_tables, entropy
 
@@ -244,9 +245,18 @@ def rate_loss(likelihoods: dict, num_pixels: int) -> jax.Array:
     return sum(entropy.bits(v) for v in likelihoods.values()) / num_pixels
 
 
-def distortion_loss(x_hat, x) -> jax.Array:
-    """L_D: mean squared error over pixels and channels, per example (images on [0, 1])."""
-    return jnp.mean((x_hat - x) ** 2, axis=(1, 2, 3))
+DISTORTIONS = ("mse", "ms_ssim")
+MS_SSIM_MIN_SIDE = metrics.ms_ssim_min_side()  # 176: five dyadic scales of an 11-pixel window
+
+
+def distortion_loss(x_hat, x, kind: str = "mse") -> jax.Array:
+    """L_D per example (images on [0, 1]): the mean squared error over pixels and channels ('mse'), or
+    1 − MS-SSIM ('ms_ssim', RGB, data range 1, as CompressAI trains its MS-SSIM models)."""
+    if kind == "mse":
+        return jnp.mean((x_hat - x) ** 2, axis=(1, 2, 3))
+    if kind == "ms_ssim":
+        return 1.0 - metrics.ms_ssim(x_hat, x, floor=1e-6)
+    raise ConfigError(f"config loss.distortion={kind!r}: use {' or '.join(map(repr, DISTORTIONS))}")
 
 
 def feature_identity_loss(f0, f1, norm: str = "mse") -> jax.Array:
@@ -347,7 +357,7 @@ def losses(params, x, key, *, nets: Nets):
     num_pixels = x.shape[1] * x.shape[2]
     terms = {
         "rate": jnp.mean(rate_loss(out["likelihoods"], num_pixels)),
-        "distortion": jnp.mean(distortion_loss(out["x_hat"], x)),
+        "distortion": jnp.mean(distortion_loss(out["x_hat"], x, cfg.get("distortion", "mse"))),
     }
     total = terms["rate"] + cfg.lambda1 * terms["distortion"]
     if cfg.lambda2:
@@ -360,9 +370,11 @@ def losses(params, x, key, *, nets: Nets):
             "loss/total": total,
             "loss/aux": aux,
             "train/bpp": terms["rate"],
-            "train/psnr": -10.0 * jnp.log10(jnp.maximum(terms["distortion"], 1e-10)),
+            "train/psnr": -10.0 * jnp.log10(jnp.maximum(jnp.mean(distortion_loss(out["x_hat"], x)), 1e-10)),
         }
     )
+    if cfg.get("distortion", "mse") == "ms_ssim":
+        metrics_["train/ms_ssim"] = 1.0 - terms["distortion"]
     return total + aux, (metrics_, out["x_hat"])
 
 

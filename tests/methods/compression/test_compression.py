@@ -101,6 +101,41 @@ def test_distortion_and_feature_identity_losses_match_numpy():
     np.testing.assert_allclose(mc.feature_identity_loss(f0, f1, "l2"), np.linalg.norm(d, axis=1), rtol=1e-5)
 
 
+def test_ms_ssim_distortion_trains_with_compressais_lambdas_and_needs_five_scales():
+    """loss.distortion=ms_ssim: L_D = 1 − MS-SSIM (the metric, tested against numpy in test_metrics), with a
+    finite gradient even where a contrast term is negative; its λ is CompressAI's MS-SSIM table; the total
+    is rate + λ·L_D; crops too small for five scales are a config error naming data.crop."""
+    rng = np.random.default_rng(5)
+    a = jnp.asarray(rng.random((2, 176, 176, 3)), jnp.float32)
+    b = jnp.asarray(1.0 - np.asarray(a), jnp.float32)  # anti-correlated: negative contrast terms
+    from common.quality import metrics
+
+    np.testing.assert_allclose(mc.distortion_loss(a, a[::-1], "ms_ssim"), 1 - metrics.ms_ssim(a, a[::-1]), 1e-6)
+    grad = jax.grad(lambda x: mc.distortion_loss(x, b, "ms_ssim").sum())(a)
+    assert np.isfinite(np.asarray(grad)).all() and np.abs(np.asarray(grad)).max() > 0
+    with pytest.raises(ConfigError, match="loss.distortion='ssim'"):
+        mc.distortion_loss(a, b, "ssim")
+    cfg = cc.get_config("q5,msssim")
+    assert cfg.loss.distortion == "ms_ssim" and cfg.loss.lambda1 == 31.73 and cfg.data.crop >= 176
+    assert cc.get_config("q1,msssim").loss.lambda1 == 2.40 and cc.get_config("q8,msssim").loss.lambda1 == 220.0
+    cfg = cc.get_config("test,msssim")
+    cfg.data.crop = 128
+    with pytest.raises(ConfigError, match="data.crop=128.*ms_ssim"):
+        from methods import compression
+
+        compression.check_config(cfg)
+    cfg.data.crop = 192
+    nets = mc.Nets(cfg)
+    state = mc.init_state(jax.random.key(0), nets, cfg)
+    x = jnp.asarray(rng.random((2, 192, 192, 3)), jnp.float32)
+    total, (m, x_hat) = mc.losses(state.params, x, jax.random.key(1), nets=nets)
+    np.testing.assert_allclose(m["loss/distortion"], np.mean(1 - metrics.ms_ssim(x_hat, x, floor=1e-6)), rtol=1e-5)
+    expect = m["loss/rate"] + cfg.loss.lambda1 * m["loss/distortion"] + m.get("loss/feature_identity", 0.0)
+    np.testing.assert_allclose(m["loss/total"], expect, rtol=1e-5)
+    mse = float(np.mean((np.asarray(x_hat) - np.asarray(x)) ** 2))
+    np.testing.assert_allclose(m["train/psnr"], -10 * np.log10(mse), rtol=1e-4)
+
+
 def test_gdn_matches_numpy_and_igdn_inverts_it():
     x = np.random.default_rng(5).normal(size=(1, 3, 3, 4)).astype(np.float32)
     gdn = entropy.GDN()
