@@ -50,10 +50,18 @@ def check_tiling(config) -> None:
 
 
 def padded(
-    fn, img: np.ndarray, multiple: int, scale: int = 1, *, mode: str = "symmetric", tile: int = 0, overlap: int = 0
+    fn,
+    img: np.ndarray,
+    multiple: int,
+    scale: int = 1,
+    *,
+    mode: str = "symmetric",
+    tile: int = 0,
+    overlap: int = 0,
+    clip: bool = True,
 ) -> np.ndarray:
     """`fn` (NHWC → NHWC) on one (H, W, C) image padded to `multiple`; the output (`scale` times the
-    input's size) is cropped back to the image and clipped to [0, 1].
+    input's size) is cropped back to the image and clipped to [0, 1] (unless not `clip`).
 
     With `tile`, a side of the (padded) image longer than ``tile + 2·overlap`` is cut into the fewest equal
     tiles of at most `tile` pixels, each seen through a window `overlap` pixels wider on both sides (moved
@@ -89,7 +97,8 @@ def padded(
             if out is None:
                 out = np.empty((x.shape[0] * s, x.shape[1] * s, o.shape[-1]), o.dtype)
             out[y0 * s : y1 * s, x0 * s : x1 * s] = o[(y0 - a) * s : (y1 - a) * s, (x0 - c) * s : (x1 - c) * s]
-    return np.clip(out[: h * scale, : w * scale], 0.0, 1.0)
+    out = out[: h * scale, : w * scale]
+    return np.clip(out, 0.0, 1.0) if clip else out
 
 
 def rgb_scores(img: np.ndarray, ref: np.ndarray) -> dict:

@@ -40,6 +40,7 @@ def codec_functions(model: Compressor) -> dict:
     return {
         "symbols": jitted(Compressor.symbols),
         "decode": jitted(Compressor.decode_symbols),
+        "synthesis": jitted(Compressor.synthesis),
         "likelihoods": jitted(Compressor.quantized_likelihoods),
         "tables": jax.jit(functools.partial(integer_tables, model)),
     }
@@ -52,14 +53,35 @@ def tables_of(model: Compressor, params, tables=None, functions=None) -> dict:
     return {k: np.asarray(v) for k, v in tables.items()}
 
 
-class Codec:
-    """Image ↔ bitstream for one trained model (its parameters and integer coding tables fixed)."""
+# Decoding runs f_d in windows of at most DECODE_TILE + 2·DECODE_OVERLAP output pixels a side, so that its memory
+# is that of one window whatever the size a header announces (whole, f_d needs ~1.2 GB per megapixel at the
+# default width). The overlap (4 latents) is twice f_d's receptive-field radius in latents (four 5x5 stride-2
+# transposed convolutions: 1 + 1/2 + 1/4 + 1/8 < 2), so windows stitch to the whole-image decoding.
+DECODE_TILE = 512
+DECODE_OVERLAP = 64
 
-    def __init__(self, model: Compressor, params, functions: dict | None = None, tables: dict | None = None):
+
+class Codec:
+    """Image ↔ bitstream for one trained model (its parameters and integer coding tables fixed).
+
+    `decode_tile` / `decode_overlap`: the windows of f_d in output pixels (multiples of 16; tile 0 = whole)."""
+
+    def __init__(
+        self,
+        model: Compressor,
+        params,
+        functions: dict | None = None,
+        tables: dict | None = None,
+        *,
+        decode_tile: int = DECODE_TILE,
+        decode_overlap: int = DECODE_OVERLAP,
+    ):
         self.model, self.params = model, params
+        self.decode_tile, self.decode_overlap = decode_tile, decode_overlap
         self.prior = model.prior
         fns = functions or codec_functions(model)  # pass them in to reuse the compiled code across params
         self._symbols, self._decode, self._lik = fns["symbols"], fns["decode"], fns["likelihoods"]
+        self._synthesis = fns["synthesis"]
         self._fns, self._given_tables = fns, tables
         self._coded = "z" if self.prior == "hyperprior" else "y"  # the latent under the factorized prior
         if self.prior == "hyperprior":
@@ -88,9 +110,21 @@ class Codec:
         return {k: np.asarray(v) for k, v in self._symbols(self.params, self.pad(img)[None]).items()}
 
     def reconstruct(self, syms: dict, height: int, width: int) -> np.ndarray:
-        """f_rc∘f_d of the symbols ({"y", "dc"}, batch of one), cropped: uint8 (H, W, 3)."""
-        x = self._decode(self.params, jnp.asarray(syms["y"]), jnp.asarray(syms["dc"]))
-        return imageio.to_uint8(x)[0, :height, :width]
+        """f_rc∘f_d of the symbols ({"y", "dc"}, batch of one), cropped: uint8 (H, W, 3).
+
+        A latent grid wider than a decode window goes through f_d window by window (`evaluation.padded`), and
+        the mean colour is put back on the stitched image: memory stays that of one window."""
+        y = syms["y"]
+        t, o = self.decode_tile // 16, self.decode_overlap // 16
+        if not t or max(y.shape[1:3]) <= t + 2 * o:
+            x = self._decode(self.params, jnp.asarray(y), jnp.asarray(syms["dc"]))
+            return imageio.to_uint8(x)[0, :height, :width]
+        fn = lambda window: self._synthesis(self.params, window)  # noqa: E731
+        x = evaluation.padded(fn, np.asarray(y[0]), 1, 16, tile=t, overlap=o, clip=False)
+        if self.model.mean_removal:  # as Compressor._synthesis: re-centred on the coded mean colour
+            dc = np.asarray(syms["dc"][0], np.float32) / 255.0
+            x = x - x.mean(axis=(0, 1), dtype=np.float64).astype(np.float32) + dc
+        return imageio.to_uint8(x[None])[0, :height, :width]
 
     def roundtrip(self, img: np.ndarray) -> np.ndarray:
         """f_ed in process (no entropy coding): uint8 reconstruction of float RGB [0, 1]."""
@@ -124,8 +158,11 @@ class Codec:
 
     def encode_symbols(self, img: np.ndarray) -> tuple[bytes, dict]:
         """(the file's bytes, the integer symbols coded in it): the whole of an encoder's work."""
-        h, w = img.shape[:2]
         syms = self.symbols(img)
+        return self.pack(syms, *img.shape[:2]), syms
+
+    def pack(self, syms: dict, h: int, w: int) -> bytes:
+        """The file's bytes of integer symbols ({"y", "dc"}, and "z" for a hyperprior) of an h x w image."""
         dc = tuple(int(v) for v in syms["dc"][0])
         fact = syms[self._coded]
         for k in ("y", "z") if self.prior == "hyperprior" else ("y",):
@@ -140,7 +177,7 @@ class Codec:
             header = bitstream.Header(self.prior, self.id, h, w, (ylo, yhi), (flo, fhi), dc)
         else:
             header = bitstream.Header(self.prior, self.id, h, w, (flo, fhi), dc=dc)
-        return bitstream.pack(header, enc.get_compressed()), syms
+        return bitstream.pack(header, enc.get_compressed())
 
     def decode(self, blob: bytes, name: str = "bitstream") -> np.ndarray:
         """uint8 (H, W, 3) image of a file's bytes; CodecError if it is not this model's valid stream."""

@@ -207,6 +207,10 @@ class Compressor(nn.Module):
             return y_symbols.astype(jnp.float32)
         return self.entropy_y.dequantize(y_symbols)
 
+    def synthesis(self, y_symbols):
+        """f_d(ŷ) before the mean colour is put back (float, unclipped): what tiled decoding runs per window."""
+        return self.g_s(self.latent(y_symbols))
+
     def decode_symbols(self, y_symbols, dc_symbols):
         """f_d(ŷ) (float, unclipped), re-centred on the coded mean colour with mean removal."""
         dc = dc_symbols[:, None, None, :].astype(jnp.float32) / 255.0

@@ -1,4 +1,5 @@
-"""benchmarks/throughput_table.py: the commands it runs, the rows it prints, and failed runs reported, not lost.
+"""benchmarks/throughput_table.py: the commands it runs, the rows it prints, and failed runs reported, not lost;
+benchmarks/codec_memory.py: one row, from a child process.
 
 The timing itself is the benchmark's business (no timed tests); these run no JAX step."""
 
@@ -6,7 +7,7 @@ import os
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_py
 
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import throughput_table as tt  # noqa: E402
@@ -124,3 +125,27 @@ def test_hlo_flops_counts_convolutions_before_the_backend_rewrites_them():
     step = jax.jit(jax.value_and_grad(lambda x, kern: conv(x, kern).sum(), argnums=(0, 1))).lower(x, kern)
     assert trainer.hlo_flops(step) == pytest.approx(3 * fwd, rel=0.02)  # + the sum's few adds
     assert trainer.hlo_flops(step, devices=4) == pytest.approx(trainer.hlo_flops(step) / 4)
+
+
+def test_codec_memory_decodes_a_forged_flat_stream_in_windows_and_reports_a_row():
+    """benchmarks/codec_memory.py: a child decodes the all-zero stream of a size; its row has the file's bytes,
+    seconds and peak RSS (the test variant, one small size, no Kodak)."""
+    out = run_py(
+        [
+            "benchmarks/codec_memory.py",
+            "--variant",
+            "test",
+            "--sizes",
+            "256x384",
+            "--whole",
+            "",
+            "--tile",
+            "128",
+            "--kodak",
+            "0",
+        ]
+    ).stdout
+    row = [line for line in out.splitlines() if line.startswith("| 384x256 | windows |")]
+    assert row, out
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    assert int(cells[2]) > 0 and float(cells[3]) >= 0 and 0 < float(cells[4]) < 20, cells
