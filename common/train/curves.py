@@ -1,12 +1,15 @@
 """Curves of logged scalars from run folders: one panel per key, one line per run.
 
     python -m common.train.curves runs/a runs/b --keys val/lpips,val/psnr --out curves.png
-    python -m common.train.curves gan64=runs/a gan128=runs/b --keys val/lpips --out lpips.png --table
+    python -m common.train.curves gan64=runs/a gan128=runs/b --keys val/lpips --out lpips.png --table \
+        --baseline "stage 1=runs/m"
 
 A run is a folder with a ``metrics.jsonl`` (what every training writes), optionally
-given as LABEL=FOLDER. `--table` also prints, for each run and key, the first,
-best and last logged value and the change per 1,000 steps over the last third
-of the run (a least-squares slope), which says whether a curve was still moving.
+given as LABEL=FOLDER. A `--baseline` run (say, the pixel-loss model a GAN
+stage starts from) is drawn as a dashed line at its last logged value.
+`--table` also prints, for each run and key, the first, best and last logged
+value and the change per 1,000 steps over the last third of the run (a
+least-squares slope), which says whether a curve was still moving.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def lower_is_better(key: str) -> bool:
     return not any(name.startswith(k) for k in ("psnr", "ssim", "ms_ssim", "accuracy", "ap"))
 
 
-def plot(runs: dict[str, list[dict]], keys: list[str], out: str) -> None:
+def plot(runs: dict[str, list[dict]], keys: list[str], out: str, baselines: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,6 +73,10 @@ def plot(runs: dict[str, list[dict]], keys: list[str], out: str) -> None:
             steps, values = series(records, key)
             if len(steps):
                 ax.plot(steps, values, marker="o" if len(steps) < 30 else None, ms=3, label=label)
+        for i, (label, records) in enumerate((baselines or {}).items()):
+            steps, values = series(records, key)
+            if len(steps):
+                ax.axhline(values[-1], ls="--", lw=1, color=f"C{7 + i}", label=f"{label} (last)")
         ax.set_xlabel("step")
         ax.set_title(key + (" (lower is better)" if lower_is_better(key) else " (higher is better)"), fontsize=9)
         ax.grid(alpha=0.3)
@@ -80,27 +87,33 @@ def plot(runs: dict[str, list[dict]], keys: list[str], out: str) -> None:
     plt.close(fig)
 
 
+def _labelled(specs) -> dict[str, list[dict]]:
+    out = {}
+    for spec in specs:
+        label, _, folder = spec.rpartition("=")
+        out[label or os.path.basename(os.path.normpath(folder))] = read(folder)
+    return out
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="run folders, or LABEL=FOLDER")
     p.add_argument("--keys", default="val/lpips,val/psnr", help="comma-separated logged keys")
     p.add_argument("--out", default="", help="a PNG to draw (none: only --table)")
     p.add_argument("--table", action="store_true", help="print first / best / last / slope per run and key")
+    p.add_argument("--baseline", action="append", default=[], help="a run (LABEL=FOLDER) drawn at its last value")
     a = p.parse_args(argv)
-    runs = {}
-    for spec in a.runs:
-        label, _, folder = spec.rpartition("=")
-        runs[label or os.path.basename(os.path.normpath(folder))] = read(folder)
+    runs, baselines = _labelled(a.runs), _labelled(a.baseline)
     keys = [k for k in a.keys.split(",") if k]
-    missing = [k for k in keys if not any(series(r, k)[0].size for r in runs.values())]
+    missing = [k for k in keys if not any(series(r, k)[0].size for r in {**runs, **baselines}.values())]
     if missing:
         raise ConfigError(f"no run logged {', '.join(missing)} (validation needs --config.eval.every=N)")
     if a.out:
-        plot(runs, keys, a.out)
+        plot(runs, keys, a.out, baselines)
         print(f"wrote {a.out}")
     if a.table or not a.out:
         print("| run | key | first | best | last | change per 1k steps (last third) |\n|---|---|---|---|---|---|")
-        for label, records in runs.items():
+        for label, records in {**baselines, **runs}.items():
             for key in keys:
                 s = summary(*series(records, key), lower_is_better(key))
                 if s:

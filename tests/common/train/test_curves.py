@@ -42,10 +42,10 @@ def test_cli_draws_and_tabulates_and_names_a_missing_key(tmp_path, capsys):
     a = _run(tmp_path, "a", [{"step": s, "val/lpips": 1 / s, "val/psnr": s} for s in (1, 2, 3)])
     b = _run(tmp_path, "b", [{"step": s, "val/lpips": 2 / s, "val/psnr": s / 2} for s in (1, 2, 3)])
     out = tmp_path / "c.png"
-    curves.main([f"first={a}", b, "--keys", "val/lpips,val/psnr", "--out", str(out), "--table"])
+    curves.main([f"first={a}", "--baseline", f"base={b}", "--keys", "val/lpips,val/psnr", "--out", str(out), "--table"])
     printed = capsys.readouterr().out
     assert out.stat().st_size > 1000 and "| first | val/lpips | 1 | 0.3333 | 0.3333 |" in printed
-    assert "| b | val/psnr |" in printed
+    assert "| base | val/psnr | 0.5 | 1.5 | 1.5 |" in printed
     with pytest.raises(ConfigError, match="no run logged val/ssim"):
         curves.main([a, "--keys", "val/ssim"])
     with pytest.raises(ConfigError, match="no metrics.jsonl"):
