@@ -122,9 +122,12 @@ class Codec:
         fn = lambda window: self._synthesis(self.params, window)  # noqa: E731
         x = evaluation.padded(fn, np.asarray(y[0]), 1, 16, tile=t, overlap=o, clip=False)
         if self.model.mean_removal:  # as Compressor._synthesis: re-centred on the coded mean colour
-            dc = np.asarray(syms["dc"][0], np.float32) / 255.0
-            x = x - x.mean(axis=(0, 1), dtype=np.float64).astype(np.float32) + dc
-        return imageio.to_uint8(x[None])[0, :height, :width]
+            x -= x.mean(axis=(0, 1), dtype=np.float64).astype(np.float32)
+            x += np.asarray(syms["dc"][0], np.float32) / 255.0
+        out = np.empty((height, width, 3), np.uint8)
+        for r in range(0, height, 256):  # in bands: no full-size float temporaries
+            out[r : r + 256] = imageio.to_uint8(x[r : min(r + 256, height), :width])
+        return out
 
     def roundtrip(self, img: np.ndarray) -> np.ndarray:
         """f_ed in process (no entropy coding): uint8 reconstruction of float RGB [0, 1]."""

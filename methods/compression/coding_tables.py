@@ -93,12 +93,12 @@ def probabilities(row: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 
 def _patches(x: np.ndarray, k: int, pad: tuple[int, int]) -> np.ndarray:
-    """(H, W, C) -> (H', W', k·k·C) patches of a stride-1 VALID correlation after zero padding."""
+    """(H, W, C) -> a (H', W', k, k, C) strided view of the patches of a stride-1 VALID correlation after zero
+    padding (no copy: `_layer` copies it band by band)."""
     x = np.pad(x, (pad, pad, (0, 0)))
     h, w = x.shape[0] - k + 1, x.shape[1] - k + 1
     s = x.strides
-    view = np.lib.stride_tricks.as_strided(x, (h, w, k, k, x.shape[2]), (s[0], s[1], s[0], s[1], s[2]))
-    return view.reshape(h, w, k * k * x.shape[2])
+    return np.lib.stride_tricks.as_strided(x, (h, w, k, k, x.shape[2]), (s[0], s[1], s[0], s[1], s[2]))
 
 
 def _fixed_weights(kernel: np.ndarray) -> tuple[np.ndarray, int]:
@@ -121,14 +121,16 @@ def _layer(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, transpose_stride
     else:
         p = _patches(x, k, ((k - 1) // 2, k // 2))
     w, bits = _fixed_weights(kernel)
+    w = w.reshape(-1, w.shape[-1])
     b = np.rint(np.asarray(bias, np.float64) * 2.0 ** (FRAC_BITS + bits))
     h, wd = p.shape[:2]
-    rows = p.reshape(h * wd, -1)
-    out = np.empty((h * wd, w.shape[-1]), np.float64)
-    for i in range(0, rows.shape[0], 4096):  # bounded memory on large images
-        out[i : i + 4096] = rows[i : i + 4096] @ w.reshape(-1, w.shape[-1])
-    out = np.floor(np.maximum(out + b, 0.0) / 2.0**bits)
-    return np.minimum(out, ACT_LIMIT).reshape(h, wd, -1)
+    out = np.empty((h, wd, w.shape[-1]), np.float64)
+    band = max(1, 4096 // max(wd, 1))  # rows of patches copied at a time: memory bounded on large images
+    for r in range(0, h, band):
+        rows = p[r : r + band].reshape(-1, w.shape[0])
+        o = np.floor(np.maximum(rows @ w + b, 0.0) / 2.0**bits)
+        out[r : r + band] = np.minimum(o, ACT_LIMIT).reshape(-1, wd, w.shape[-1])
+    return out
 
 
 # h_s's layers by the names HyperSynthesis gives them, with their strides. They are the names Flax would pick on
