@@ -102,7 +102,8 @@ def test_train_eval_predict_through_the_cli(trained, tmp_path):
         assert os.path.exists(os.path.join(w, rel)), rel
     ev = json.load(open(os.path.join(w, "eval/metrics.json")))
     assert "train_inputs" not in ev and ev["held_out"]["num_images"] == 1
-    assert set(ev["held_out"]["model"]) == {"psnr", "ssim", "sharpness", "lpips"}
+    assert set(ev["held_out"]["model"]) == {"psnr", "ssim", "sharpness", "lpips", "fd_vgg16", "fd_alex"}
+    assert all(ev["held_out"][k]["fd_vgg16"] >= 0 for k in ("model", "bicubic"))  # FD-VGG16 against the true faces
     assert 0 <= ev["held_out"]["model"]["lpips"] < 1 and ev["lpips_net"] == "alex"
     src, out = str(tmp_path / "face.png"), str(tmp_path / "big.png")
     imageio.save_png(src, np.random.default_rng(0).random((24, 20, 3)))
