@@ -6,6 +6,7 @@ import os
 import ml_collections
 import numpy as np
 import pytest
+from conftest import copy_run, run_py
 
 from common.data import pipeline
 from common.errors import ConfigError
@@ -70,9 +71,19 @@ def test_bad_validation_settings_name_the_key(field, value):
         validation.check_config(_config(**{field: value}))
 
 
-def test_the_trainer_logs_validation_every_n_steps_and_at_the_end(trained):
-    """The tone `test` variant validates every 3 of its 4 steps: lines at steps 3 and 4 (the last)."""
-    w = trained("tone.py:test")
+def test_the_trainer_logs_validation_every_n_steps_and_at_the_end(trained, tmp_path):
+    w = copy_run(trained("tone.py:test"), tmp_path / "run")  # 4 steps; continued to 7 with validation every 2
+    run_py(
+        [
+            "launch.py",
+            "--config=configs/tone.py:test",
+            f"--workdir={w}",
+            "--config.total_steps=7",
+            "--config.eval.every=2",
+            "--config.eval_at_end=False",
+        ]
+    )
     lines = [json.loads(x) for x in open(os.path.join(w, "metrics.jsonl"))]
-    assert [r["step"] for r in lines if "val/psnr" in r] == [3, 4]
+    val = [r["step"] for r in lines if "val/psnr" in r]
+    assert val == [6, 7], val
     assert all(np.isfinite(r[k]) for r in lines for k in ("val/psnr", "val/ssim", "val/lpips") if k in r)
