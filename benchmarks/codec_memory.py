@@ -43,7 +43,7 @@ def child(variant: str, height: int, width: int, tile: int) -> dict:
     m = cd.model.multiple
     hp, wp = height + (-height) % m, width + (-width) % m
     syms = {"y": np.zeros((1, hp // 16, wp // 16, cfg.model.m), np.int32), "dc": np.full((1, 3), 128, np.int32)}
-    if cd.prior == "hyperprior":
+    if cd.model.hyper:
         syms["z"] = np.zeros((1, hp // 64, wp // 64, cfg.model.n), np.int32)
     blob = cd.pack(syms, height, width)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -18,6 +18,8 @@ Variants (``:arg``, comma-separated):
              (0.0018 … 0.18); default q3. q6-q8 use (N, M) = (192, 320).
   plain      λ2 = 0: the model without the feature-identity loss.
   factorized the factorized prior (Ballé 2017) instead of the hyperprior.
+  meanscale  the mean-scale hyperprior (Minnen et al. 2018 without its context
+             model; CompressAI's mbt2018-mean): h_s predicts μ and σ.
   msssim     L_D = 1 − MS-SSIM (RGB) with CompressAI's MS-SSIM λ for the
              quality (2.40 … 220.0); crops of at least 192 (five scales).
   quick      a 2-core CPU demo (<= 10 min): (N, M) = (32, 48), 128 crops of
@@ -38,7 +40,7 @@ from configs.base import quick_run, run_config, source, tiny_run, validation_fie
 TRAIN_IMAGES = "astronaut,chelsea,coffee,rocket,grace_hopper,camera,brick,gravel,grass,clock,coins,page"
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)  # CompressAI's MSE table
 MS_SSIM_LAMBDAS = (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.0)  # CompressAI's MS-SSIM table
-VARIANTS = ("quick", "cpu", "test", "plain", "factorized", "msssim") + tuple(f"q{i}" for i in range(1, 9))
+VARIANTS = ("quick", "cpu", "test", "plain", "factorized", "meanscale", "msssim") + tuple(f"q{i}" for i in range(1, 9))
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -49,7 +51,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.quality = quality
 
     c.model = ml_collections.ConfigDict()
-    c.model.prior = "factorized" if "factorized" in args else "hyperprior"
+    # 'hyperprior' (scale) | 'meanscale' (mean and scale) | 'factorized'
+    c.model.prior = next((p for p in ("factorized", "meanscale") if p in args), "hyperprior")
     c.model.n, c.model.m = (128, 192) if quality <= 5 else (192, 320)
     # each image's mean colour coded on the side (24 bits) and removed before f_e; False: the patent's bare model
     c.model.mean_removal = True

@@ -19,9 +19,9 @@ from methods.compression import data, evaluate, model
 
 def check_config(config) -> None:
     m = config.model
-    if m.prior not in ("factorized", "hyperprior"):
-        raise ConfigError(f"config model.prior={m.prior!r}: use 'factorized' or 'hyperprior'")
-    mult = 64 if m.prior == "hyperprior" else 16
+    if m.prior not in model.PRIORS:
+        raise ConfigError(f"config model.prior={m.prior!r}: use {', '.join(map(repr, model.PRIORS))}")
+    mult = 16 if m.prior == "factorized" else 64
     check_size("data.crop", config.data.crop, mult, f"the {m.prior} model down-samples by {mult}")
     if config.loss.fi_norm not in ("mse", "l2"):
         raise ConfigError(f"config loss.fi_norm={config.loss.fi_norm!r}: use 'mse' or 'l2'")

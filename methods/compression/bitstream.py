@@ -50,8 +50,11 @@ from common.errors import UserError
 from methods.compression import coding_tables
 
 MAGIC = b"RJXC"
-VERSION = 3  # 2: integer coding tables and fixed-point scale indices (coding_tables); 3: mean colour
-PRIORS = ("factorized", "hyperprior")
+# 2: integer coding tables and fixed-point scale indices (coding_tables); 3: mean colour; 4: the mean-scale prior
+VERSION = 4
+READS = (3, 4)  # version 3 files (factorized and scale hyperprior) have the same layout
+PRIORS = ("factorized", "hyperprior", "meanscale")  # the header's entropy-model id is the index here
+HYPER_PRIORS = ("hyperprior", "meanscale")
 _HEADER = struct.Struct("<4sBB8sIIiiiiIII")
 HEADER_FIELDS = (
     *("magic", "version", "prior", "id", "height", "width"),
@@ -107,10 +110,10 @@ def unpack(blob: bytes, name: str = "bitstream") -> tuple[Header, np.ndarray]:
     magic, version, prior, mid, h, w, ylo, yhi, zlo, zhi, dc, nbytes, crc = _HEADER.unpack_from(blob)
     if magic != MAGIC:
         raise CodecError(f"{name}: not a restore-jax compressed image (starts with {magic!r}, not {MAGIC!r})")
-    if version != VERSION:
-        raise CodecError(f"{name}: bitstream version {version}; this code reads version {VERSION}")
-    if prior >= len(PRIORS):
-        raise CodecError(f"{name}: unknown entropy model id {prior} in the header")
+    if version not in READS:
+        raise CodecError(f"{name}: bitstream version {version}; this code reads versions {READS[0]}-{READS[-1]}")
+    if prior >= len(PRIORS) or (version < 4 and PRIORS[prior] == "meanscale"):
+        raise CodecError(f"{name}: unknown entropy model id {prior} in a version {version} header")
     body = blob[HEADER_BYTES:]
     if len(body) != nbytes:
         what = "truncated" if len(body) < nbytes else "has trailing bytes"
@@ -129,11 +132,11 @@ def check_header(header: Header, name: str) -> None:
     h, w = header.height, header.width
     if h == 0 or w == 0 or h * w > MAX_PIXELS:
         raise CodecError(f"{name}: corrupted header (image of {h}x{w}; this decoder takes 1 to {MAX_PIXELS} pixels)")
-    ranges = {"y": header.y_range} | ({"z": header.z_range} if header.prior == "hyperprior" else {})
+    ranges = {"y": header.y_range} | ({"z": header.z_range} if header.prior in HYPER_PRIORS else {})
     for k, (lo, hi) in ranges.items():
         if not -SYMBOL_LIMIT <= lo <= hi <= SYMBOL_LIMIT:
             raise CodecError(f"{name}: corrupted header ({k} symbol range {lo}..{hi}, limit ±{SYMBOL_LIMIT})")
-    if header.prior == "hyperprior" and not header.y_range[0] <= -1 < 1 <= header.y_range[1]:
+    if header.prior in HYPER_PRIORS and not header.y_range[0] <= -1 < 1 <= header.y_range[1]:
         raise CodecError(f"{name}: corrupted header (y symbol range {header.y_range} must contain -1..1)")
 
 

@@ -83,8 +83,8 @@ class Codec:
         self._symbols, self._decode, self._lik = fns["symbols"], fns["decode"], fns["likelihoods"]
         self._synthesis = fns["synthesis"]
         self._fns, self._given_tables = fns, tables
-        self._coded = "z" if self.prior == "hyperprior" else "y"  # the latent under the factorized prior
-        if self.prior == "hyperprior":
+        self._coded = "z" if model.hyper else "y"  # the latent under the factorized prior
+        if model.hyper:
             self._hs = jax.tree.map(np.asarray, params["h_s"])
             self._medians = np.asarray(model.apply({"params": params}, method=lambda m: m.entropy_z.medians()))
         lo, hi = model.apply({"params": params}, self._coded, method=Compressor.quantile_support)
@@ -107,14 +107,28 @@ class Codec:
         return evaluation.pad_to_multiple(img, self.model.multiple).astype(np.float32)
 
     def symbols(self, img: np.ndarray) -> dict:
-        return {k: np.asarray(v) for k, v in self._symbols(self.params, self.pad(img)[None]).items()}
+        """The integer symbols of an image ({"y", "dc"}, "z" for the hyper priors). The mean-scale prior's also
+        carry what its fixed-point h_s derived from ẑ: "index" (scale-table indices) and "mu" (μ̂, float32), and
+        "y" is round(y − μ̂)."""
+        out = {k: np.asarray(v) for k, v in self._symbols(self.params, self.pad(img)[None]).items()}
+        if self.prior == "meanscale":
+            out["index"], out["mu"] = self.indices_and_means(out["z"])
+            out["y"] = np.round(out["y"] - out["mu"]).astype(np.int32)
+        return out
+
+    def latent(self, syms: dict) -> np.ndarray:
+        """What f_d decodes: the symbols, or ŷ = symbols + μ̂ for the mean-scale prior (float64 sum, then float32:
+        IEEE rounding, the same number everywhere)."""
+        if self.prior == "meanscale":
+            return (syms["y"].astype(np.float64) + syms["mu"]).astype(np.float32)
+        return syms["y"]
 
     def reconstruct(self, syms: dict, height: int, width: int) -> np.ndarray:
         """f_rc∘f_d of the symbols ({"y", "dc"}, batch of one), cropped: uint8 (H, W, 3).
 
         A latent grid wider than a decode window goes through f_d window by window (`evaluation.padded`), and
         the mean colour is put back on the stitched image: memory stays that of one window."""
-        y = syms["y"]
+        y = self.latent(syms)
         t, o = self.decode_tile // 16, self.decode_overlap // 16
         if not t or max(y.shape[1:3]) <= t + 2 * o:
             x = self._decode(self.params, jnp.asarray(y), jnp.asarray(syms["dc"]))
@@ -139,12 +153,18 @@ class Codec:
 
     def estimated_bits(self, syms: dict) -> float:
         """−Σ log₂ p under the model's float densities (before table and scale quantization)."""
-        lik = self._lik(self.params, {k: jnp.asarray(v) for k, v in syms.items() if k != "dc"})
+        lik = self._lik(self.params, {k: jnp.asarray(syms[k]) for k in ("y", "z") if k in syms})
         return float(sum(-np.sum(np.log2(np.asarray(v, np.float64))) for v in lik.values()))
 
     def scale_indices(self, z: np.ndarray) -> np.ndarray:
         """Scale-table index of each y latent from ẑ's symbols: integer arithmetic, identical on every machine."""
+        if self.prior == "meanscale":
+            return self.indices_and_means(z)[0]
         return coding_tables.scale_indices(self._hs, self._medians, z, self.tables["thresholds"])
+
+    def indices_and_means(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The mean-scale prior's scale indices and μ̂ from ẑ's symbols, in fixed point (identical everywhere)."""
+        return coding_tables.scale_indices_and_means(self._hs, self._medians, z, self.tables["thresholds"])
 
     def _table_range(self, sym: np.ndarray) -> tuple[int, int]:
         return min(self._support[0], int(sym.min())), max(self._support[1], int(sym.max()))
@@ -168,15 +188,16 @@ class Codec:
         """The file's bytes of integer symbols ({"y", "dc"}, and "z" for a hyperprior) of an h x w image."""
         dc = tuple(int(v) for v in syms["dc"][0])
         fact = syms[self._coded]
-        for k in ("y", "z") if self.prior == "hyperprior" else ("y",):
+        for k in ("y", "z") if self.model.hyper else ("y",):
             bitstream.check_symbols(syms[k], f"image {h}x{w}, {k}")
         flo, fhi = self._table_range(fact)
         enc = bitstream.encoder()
         bitstream.encode_factorized(enc, _channels_first(fact), self.tables["factorized"], flo, fhi)
-        if self.prior == "hyperprior":
+        if self.model.hyper:
             y = syms["y"]
             ylo, yhi = min(int(y.min()), -1), max(int(y.max()), 1)
-            bitstream.encode_indexed(enc, y, self.scale_indices(fact), self.tables["gaussian"], ylo, yhi)
+            index = syms["index"] if "index" in syms else self.scale_indices(fact)
+            bitstream.encode_indexed(enc, y, index, self.tables["gaussian"], ylo, yhi)
             header = bitstream.Header(self.prior, self.id, h, w, (ylo, yhi), (flo, fhi), dc)
         else:
             header = bitstream.Header(self.prior, self.id, h, w, (flo, fhi), dc=dc)
@@ -199,24 +220,32 @@ class Codec:
             raise bitstream.CodecError(f"{name}: corrupted header (a mean colour for a model without mean removal)")
         m = self.model.multiple
         hp, wp = header.height + (-header.height) % m, header.width + (-header.width) % m
-        hyper = self.prior == "hyperprior"
+        hyper = self.model.hyper
         count = hp // 16 * (wp // 16) * self.model.m + (hp // 64 * (wp // 64) * self.model.n if hyper else 0)
         bitstream.check_work(count, 4 * words.size, name)
         dec = bitstream.decoder(words)
+        mu = None
         with bitstream.decoding(name):
             if hyper:
                 zlo, zhi = header.z_range
                 zshape = (1, hp // 64, wp // 64, self.model.n)
                 zc = bitstream.decode_factorized(dec, zshape[1] * zshape[2], self.tables["factorized"], zlo, zhi)
                 z = _channels_last(zc, zshape)
-                y = bitstream.decode_indexed(dec, self.scale_indices(z), self.tables["gaussian"], *header.y_range)
+                if self.prior == "meanscale":
+                    index, mu = self.indices_and_means(z)
+                else:
+                    index, mu = self.scale_indices(z), None
+                y = bitstream.decode_indexed(dec, index, self.tables["gaussian"], *header.y_range)
             else:
                 ylo, yhi = header.y_range
                 yshape = (1, hp // 16, wp // 16, self.model.m)
                 yc = bitstream.decode_factorized(dec, yshape[1] * yshape[2], self.tables["factorized"], ylo, yhi)
                 y = _channels_last(yc, yshape)
         bitstream.check_exhausted(dec, name)
-        return {"y": y, "dc": np.asarray([header.dc], np.int32)}, header.height, header.width
+        syms = {"y": y, "dc": np.asarray([header.dc], np.int32)}
+        if mu is not None:
+            syms["mu"] = mu
+        return syms, header.height, header.width
 
 
 def _channels_first(sym: np.ndarray) -> np.ndarray:

@@ -108,8 +108,9 @@ def _fixed_weights(kernel: np.ndarray) -> tuple[np.ndarray, int]:
     return np.rint(np.asarray(kernel, np.float64) * 2.0**bits), bits
 
 
-def _layer(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, transpose_stride: int) -> np.ndarray:
-    """One conv (or flax 'SAME' transposed conv) + ReLU on integer activations at scale 2^FRAC_BITS."""
+def _layer(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, transpose_stride: int, relu: bool = True) -> np.ndarray:
+    """One conv (or flax 'SAME' transposed conv), + ReLU unless `relu` is False, on integer activations at scale
+    2^FRAC_BITS (clipped to ±ACT_LIMIT)."""
     k = kernel.shape[0]
     if transpose_stride > 1:  # lax.conv_transpose 'SAME': dilate by the stride, pad, correlate (kernel not flipped)
         s = transpose_stride
@@ -128,8 +129,9 @@ def _layer(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, transpose_stride
     band = max(1, 4096 // max(wd, 1))  # rows of patches copied at a time: memory bounded on large images
     for r in range(0, h, band):
         rows = p[r : r + band].reshape(-1, w.shape[0])
-        o = np.floor(np.maximum(rows @ w + b, 0.0) / 2.0**bits)
-        out[r : r + band] = np.minimum(o, ACT_LIMIT).reshape(-1, wd, w.shape[-1])
+        o = rows @ w + b
+        o = np.floor((np.maximum(o, 0.0) if relu else o) / 2.0**bits)
+        out[r : r + band] = np.clip(o, -ACT_LIMIT, ACT_LIMIT).reshape(-1, wd, w.shape[-1])
     return out
 
 
@@ -139,12 +141,19 @@ def _layer(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, transpose_stride
 HYPER_SYNTHESIS_LAYERS = (("ConvTranspose_0", 2), ("ConvTranspose_1", 2), ("Conv_0", 1))
 
 
-def _hyper_synthesis(hs_params: dict, medians: np.ndarray, z_symbols: np.ndarray) -> np.ndarray:
-    """h_s = deconv5/2 → ReLU → deconv5/2 → ReLU → conv3 → ReLU in fixed point: σ · 2^FRAC_BITS (h, w, M)."""
+def _hyper_synthesis(hs_params: dict, medians: np.ndarray, z_symbols: np.ndarray, means: bool = False) -> np.ndarray:
+    """h_s = deconv5/2 → ReLU → deconv5/2 → ReLU → conv3 (→ ReLU for σ alone) in fixed point: its output
+    · 2^FRAC_BITS, (h, w, M) σ or, with `means` (the mean-scale prior: no final ReLU), (h, w, 2M) σ then μ."""
     x = z_symbols[0].astype(np.float64) * 2.0**FRAC_BITS + np.rint(np.asarray(medians, np.float64) * 2.0**FRAC_BITS)
-    for name, stride in HYPER_SYNTHESIS_LAYERS:
-        x = _layer(x, np.asarray(hs_params[name]["kernel"]), np.asarray(hs_params[name]["bias"]), stride)
+    last = len(HYPER_SYNTHESIS_LAYERS) - 1
+    for i, (name, stride) in enumerate(HYPER_SYNTHESIS_LAYERS):
+        p = hs_params[name]
+        x = _layer(x, np.asarray(p["kernel"]), np.asarray(p["bias"]), stride, relu=not (means and i == last))
     return x
+
+
+def _indices(sigma: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.asarray(thresholds, np.float64), sigma, side="right").astype(np.int32)[None]
 
 
 def scale_indices(hs_params: dict, medians: np.ndarray, z_symbols: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -152,10 +161,22 @@ def scale_indices(hs_params: dict, medians: np.ndarray, z_symbols: np.ndarray, t
 
     ẑ = symbols + medians enters at 2^FRAC_BITS; exact and identical on every machine.
     """
-    sigma = _hyper_synthesis(hs_params, medians, z_symbols)
-    return np.searchsorted(np.asarray(thresholds, np.float64), sigma, side="right").astype(np.int32)[None]
+    return _indices(_hyper_synthesis(hs_params, medians, z_symbols), thresholds)
 
 
-def fixed_point_scales(hs_params: dict, medians: np.ndarray, z_symbols: np.ndarray) -> np.ndarray:
-    """σ of the fixed-point h_s as floats (for tests against the float network)."""
-    return _hyper_synthesis(hs_params, medians, z_symbols)[None] / 2.0**FRAC_BITS
+def scale_indices_and_means(
+    hs_params: dict, medians: np.ndarray, z_symbols: np.ndarray, thresholds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mean-scale prior's (scale-table indices (1, 4h, 4w, M) int32, means μ̂ (1, 4h, 4w, M) float32).
+
+    μ̂ is the fixed-point output on the grid 2^−FRAC_BITS (|μ̂| < 2^14): an integer over a power of two, exact
+    in float32, so ŷ = symbol + μ̂ is the same number on every machine. A negative σ output falls below the
+    first threshold: index 0, the scale bound, as the float model's lower bound."""
+    out = _hyper_synthesis(hs_params, medians, z_symbols, means=True)
+    m = out.shape[-1] // 2
+    return _indices(out[..., :m], thresholds), (out[..., m:] / 2.0**FRAC_BITS).astype(np.float32)[None]
+
+
+def fixed_point_scales(hs_params: dict, medians: np.ndarray, z_symbols: np.ndarray, means: bool = False) -> np.ndarray:
+    """The fixed-point h_s's output (σ, or σ then μ with `means`) as floats (for tests against the float network)."""
+    return _hyper_synthesis(hs_params, medians, z_symbols, means)[None] / 2.0**FRAC_BITS

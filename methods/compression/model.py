@@ -99,9 +99,12 @@ class HyperAnalysis(nn.Module):
 
 
 class HyperSynthesis(nn.Module):
+    """h_s: σ (M channels, after a ReLU) or, with `means` (the mean-scale prior), σ and μ (2M, no final ReLU)."""
+
     n: int
     m: int
     dtype: Any = None
+    means: bool = False
 
     @nn.compact
     def __call__(self, z):
@@ -109,11 +112,17 @@ class HyperSynthesis(nn.Module):
         (up0, _), (up1, _), (out, _) = coding_tables.HYPER_SYNTHESIS_LAYERS
         h = nn.relu(_deconv(self.n, 5, dtype=self.dtype, name=up0)(z))
         h = nn.relu(_deconv(self.n, 5, dtype=self.dtype, name=up1)(h))
+        if self.means:
+            return _conv(2 * self.m, 3, dtype=self.dtype, name=out)(h).astype(jnp.float32)
         return nn.relu(_conv(self.m, 3, dtype=self.dtype, name=out)(h)).astype(jnp.float32)
 
 
+PRIORS = ("factorized", "hyperprior", "meanscale")
+
+
 class Compressor(nn.Module):
-    """f_e / f_d with a factorized prior on y, or a scale hyperprior (factorized prior on z)."""
+    """f_e / f_d with a factorized prior on y, a scale hyperprior (factorized prior on z; y ~ N(0, σ(ẑ))) or a
+    mean-scale hyperprior (Minnen et al. 2018 without context model: y ~ N(μ(ẑ), σ(ẑ)), symbols round(y − μ̂))."""
 
     prior: str = "hyperprior"
     n: int = 128
@@ -127,17 +136,29 @@ class Compressor(nn.Module):
     def setup(self):
         self.g_a = Analysis(self.n, self.m, self.dtype)
         self.g_s = Synthesis(self.n, self.dtype, final_bias=not self.mean_removal)
-        if self.prior == "hyperprior":
+        if self.hyper:
             self.h_a = HyperAnalysis(self.n, self.dtype)
-            self.h_s = HyperSynthesis(self.n, self.m, self.dtype)
+            self.h_s = HyperSynthesis(self.n, self.m, self.dtype, means=self.prior == "meanscale")
             self.entropy_z = entropy.FactorizedPrior(self.n)
         else:
             self.entropy_y = entropy.FactorizedPrior(self.m)
 
     @property
+    def hyper(self) -> bool:
+        """Whether y is coded conditionally on a hyper-latent z (hyperprior or meanscale)."""
+        return self.prior != "factorized"
+
+    @property
     def multiple(self) -> int:
         """Input sides must be multiples of this (the total stride)."""
-        return 64 if self.prior == "hyperprior" else 16
+        return 64 if self.hyper else 16
+
+    def _gaussian_params(self, z_hat):
+        """(σ, μ) of p(y | ẑ): μ = 0 for the scale hyperprior."""
+        out = self.h_s(z_hat)
+        if self.prior == "meanscale":
+            return out[..., : self.m], out[..., self.m :]
+        return out, jnp.zeros_like(out)
 
     # -- mean removal (the image's DC on the side) -----------------------------------------------
     def dc(self, x, quantized: bool = False):
@@ -164,17 +185,27 @@ class Compressor(nn.Module):
         y = self.g_a(x - dc)
         u = jax.random.uniform(self.make_rng("noise"), y.shape, y.dtype, -0.5, 0.5)
         y_tilde = y + u
-        if self.prior == "hyperprior":
+        mu = 0.0
+        if self.hyper:
             z = self.h_a(y)
             z_tilde = z + jax.random.uniform(self.make_rng("noise"), z.shape, z.dtype, -0.5, 0.5)
-            lik = {"y": entropy.gaussian_likelihood(y_tilde, self.h_s(z_tilde)), "z": self.entropy_z(z_tilde)}
+            sigma, mu = self._gaussian_params(z_tilde)
+            lik = {"y": entropy.gaussian_likelihood(y_tilde - mu, sigma), "z": self.entropy_z(z_tilde)}
         else:
             lik = {"y": self.entropy_y(y_tilde)}
-        y_dec = self.round_latent(y) if self.mixed_quantization else y_tilde
+        y_dec = entropy.round_ste(y - mu) + mu if self.mixed_quantization and self.hyper else y_tilde
+        if self.mixed_quantization and not self.hyper:
+            y_dec = self.round_latent(y)
         return {"y": y, "noise": u, "x_hat": self._synthesis(y_dec, dc), "likelihoods": lik}
 
     def round_latent(self, y):
-        """ŷ as the codec forms it (round, around the medians for a factorized prior), straight-through."""
+        """ŷ as the codec forms it (round, around the medians for a factorized prior, around μ(ẑ) for the
+        mean-scale prior), straight-through."""
+        if self.prior == "meanscale":
+            _, mu = self._gaussian_params(
+                jax.lax.stop_gradient(self.entropy_z.dequantize(self.entropy_z.quantize(self.h_a(y))))
+            )
+            return entropy.round_ste(y - mu) + mu
         if self.prior == "hyperprior":
             return entropy.round_ste(y)
         med = self.entropy_y.medians()
@@ -189,21 +220,27 @@ class Compressor(nn.Module):
         return self.g_a(x - self.dc(x))
 
     def aux_loss(self):
-        return (self.entropy_z if self.prior == "hyperprior" else self.entropy_y).aux_loss()
+        return (self.entropy_z if self.hyper else self.entropy_y).aux_loss()
 
     # -- codec side (rounding; integer symbols) ------------------------------------------------
     def symbols(self, x):
-        """Integer symbols of an image batch: {"y", "dc"} or {"y", "z", "dc"} (int32; latents NHWC, dc (B, 3))."""
+        """Integer symbols of an image batch: {"y", "dc"} or {"y", "z", "dc"} (int32; latents NHWC, dc (B, 3)).
+
+        For the mean-scale prior "y" is the float latent: its symbols round(y − μ̂) need the codec's
+        fixed-point μ̂ (`codec.Codec.symbols`)."""
         dc = self.dc(x, quantized=True)
         y = self.g_a(x - dc)
         out = {"dc": jnp.round(dc[:, 0, 0, :] * 255.0).astype(jnp.int32)}
+        if self.prior == "meanscale":
+            return out | {"y": y, "z": self.entropy_z.quantize(self.h_a(y))}
         if self.prior == "hyperprior":
             return out | {"y": jnp.round(y).astype(jnp.int32), "z": self.entropy_z.quantize(self.h_a(y))}
         return out | {"y": self.entropy_y.quantize(y)}
 
     def latent(self, y_symbols):
-        """ŷ from its symbols (adds the medians back for a factorized prior)."""
-        if self.prior == "hyperprior":
+        """ŷ from its symbols (adds the medians back for a factorized prior; for the mean-scale prior the codec
+        passes ŷ = symbols + μ̂ itself)."""
+        if self.hyper:
             return y_symbols.astype(jnp.float32)
         return self.entropy_y.dequantize(y_symbols)
 
@@ -217,12 +254,14 @@ class Compressor(nn.Module):
         return self._synthesis(self.latent(y_symbols), dc)
 
     def scales(self, z_symbols):
-        """σ of p(ŷ | ẑ), lower-bounded as in the likelihood (hyperprior only)."""
-        return entropy.lower_bound(self.h_s(self.entropy_z.dequantize(z_symbols)), entropy.SCALE_BOUND)
+        """σ of p(ŷ | ẑ), lower-bounded as in the likelihood (hyper priors only)."""
+        sigma, _ = self._gaussian_params(self.entropy_z.dequantize(z_symbols))
+        return entropy.lower_bound(sigma, entropy.SCALE_BOUND)
 
     def quantized_likelihoods(self, syms):
-        """Likelihoods of the rounded latents: what the codec's estimated bits are computed from."""
-        if self.prior == "hyperprior":
+        """Likelihoods of the rounded latents: what the codec's estimated bits are computed from (for the
+        mean-scale prior "y" holds the symbols round(y − μ̂), coded under zero-mean Gaussians)."""
+        if self.hyper:
             y_hat = syms["y"].astype(jnp.float32)
             return {
                 "y": entropy.gaussian_likelihood(y_hat, self.scales(syms["z"])),
@@ -331,7 +370,7 @@ def init_state(key, nets: Nets, config) -> State:
     n = 2 * nets.model.multiple
     kp, kn = jax.random.split(key)
     params = nets.model.init({"params": kp, "noise": kn}, jnp.zeros((1, n, n, 3)))["params"]
-    channels = nets.model.n if nets.model.prior == "hyperprior" else nets.model.m
+    channels = nets.model.n if nets.model.hyper else nets.model.m
     return State(
         step=jnp.zeros((), jnp.int32),
         params=params,
@@ -342,7 +381,7 @@ def init_state(key, nets: Nets, config) -> State:
 
 def integer_tables(model: Compressor, params) -> dict:
     """The model's integer coding tables (methods.compression.coding_tables) from its factorized prior. Pure."""
-    which = "z" if model.prior == "hyperprior" else "y"
+    which = "z" if model.hyper else "y"
     n = 2 * coding_tables.TAIL + 1
     rows = model.apply({"params": params}, jnp.float32(-coding_tables.TAIL), n, which, method=Compressor.pmf_tables)
     return coding_tables.finalize(rows)

@@ -88,7 +88,7 @@ def mutate(blob: bytes, rng: np.random.Generator, others: list[bytes]) -> tuple[
 
 def main(n: int) -> None:
     codecs, blobs = [], []
-    for prior in ("hyperprior", "factorized"):
+    for prior in ("hyperprior", "meanscale", "factorized"):
         cfg = get_config("test")
         cfg.model.prior = prior
         nets = mc.Nets(cfg)

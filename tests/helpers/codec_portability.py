@@ -36,7 +36,7 @@ def encode(out):
 
     photo = skimage.data.astronaut()[100:164, 150:246].astype(np.float32) / 255.0
     images = [photo, np.random.default_rng(0).random((37, 53, 3)).astype(np.float32)]
-    for prior in ("hyperprior", "factorized"):
+    for prior in ("hyperprior", "meanscale", "factorized"):
         cfg, nets = _model(prior)
         state = mc.init_state(jax.random.key(0), nets, cfg)
         # larger weights than at init, so that σ spreads over the scale table
@@ -51,7 +51,7 @@ def encode(out):
 
 def decode(folder):
     out = {"devices": jax.device_count(), "precision": str(jax.config.jax_default_matmul_precision)}
-    for prior in ("hyperprior", "factorized"):
+    for prior in ("hyperprior", "meanscale", "factorized"):
         _, nets = _model(prior)
         z = np.load(os.path.join(folder, f"{prior}.npz"))
         tree = traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(z[k]) for k in z.files})

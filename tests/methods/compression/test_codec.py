@@ -79,17 +79,67 @@ def test_fixed_point_hyper_synthesis_follows_the_float_network(codecs):
     assert np.mean(idx.ravel() == nearest) > 0.99
 
 
+def test_mean_scale_prior_codes_round_y_minus_fixed_point_means(codecs):
+    """The mean-scale h_s in fixed point ≈ the float network's (σ, μ); μ̂ lies on the 2^-FRAC_BITS grid; the codec's
+    symbols are round(y − μ̂) and f_d decodes symbols + μ̂; training's likelihood is N(μ, σ) of y + u (numpy)."""
+    from scipy.stats import norm
+
+    cd = codecs["meanscale"]
+    params = jax.tree.map(lambda a: a * 3.0, cd.params)
+    z = np.random.default_rng(0).integers(-4, 5, (1, 3, 5, cd.model.n)).astype(np.int32)
+    med = np.asarray(cd.model.apply({"params": params}, method=lambda m: m.entropy_z.medians()))
+    zhat = jnp.asarray(z + med)
+    want = np.asarray(cd.model.apply({"params": params}, zhat, method=lambda m, v: m.h_s(v)))
+    got = coding_tables.fixed_point_scales(params["h_s"], med, z, means=True)
+    assert got.shape == want.shape == (1, 12, 20, 2 * cd.model.m)
+    np.testing.assert_allclose(got, want, atol=0.01 * max(1.0, float(np.abs(want).max())))
+    assert (want[..., cd.model.m :] < 0).any()  # μ is signed: no ReLU on the last layer
+    _, mu = coding_tables.scale_indices_and_means(params["h_s"], med, z, cd.tables["thresholds"])
+    np.testing.assert_array_equal(mu * 2**coding_tables.FRAC_BITS, np.round(mu * 2**coding_tables.FRAC_BITS))
+
+    img = np.random.default_rng(5).random((64, 64, 3)).astype(np.float32)
+    syms = cd.symbols(img)
+    y = np.asarray(cd.model.apply({"params": cd.params}, jnp.asarray(img[None]), method=mc.Compressor.symbols)["y"])
+    _, mu = cd.indices_and_means(syms["z"])
+    np.testing.assert_array_equal(syms["y"], np.round(y - mu))
+    np.testing.assert_array_equal(cd.latent(syms), (syms["y"] + mu).astype(np.float32))
+    dec, _, _ = cd.decode_symbols(cd.encode_bytes(img))
+    np.testing.assert_array_equal(dec["mu"], mu)
+
+    out = cd.model.apply({"params": cd.params}, jnp.asarray(img[None]), rngs={"noise": jax.random.key(1)})
+    # recompute σ, μ from the same noisy z through the float network and compare the likelihood with scipy
+    yt = np.asarray(out["y"] + out["noise"], np.float64)
+    lik = np.asarray(out["likelihoods"]["y"], np.float64)
+    sig_mu = cd.model.apply(
+        {"params": cd.params}, jnp.asarray(img[None]), rngs={"noise": jax.random.key(1)}, method=_sigma_mu
+    )
+    s = np.maximum(np.asarray(sig_mu[0], np.float64), 0.11)
+    v = np.abs(yt - np.asarray(sig_mu[1], np.float64))
+    np.testing.assert_allclose(
+        lik, np.maximum(norm.cdf((0.5 - v) / s) - norm.cdf((-0.5 - v) / s), 1e-9), rtol=1e-4, atol=1e-7
+    )
+
+
+def _sigma_mu(m, x):
+    """(σ, μ) of the training forward pass, drawing the noise in the same order as Compressor.__call__."""
+    y = m.g_a(x - m.dc(x))
+    m.make_rng("noise")  # u of y
+    z = m.h_a(y)
+    z_tilde = z + jax.random.uniform(m.make_rng("noise"), z.shape, z.dtype, -0.5, 0.5)
+    return m._gaussian_params(z_tilde)
+
+
 @pytest.fixture(scope="module")
 def codecs():
     out = {}
-    for prior in ("hyperprior", "factorized"):
+    for prior in ("hyperprior", "meanscale", "factorized"):
         cfg = _tiny(prior)
         nets = mc.Nets(cfg)
         out[prior] = mcodec.Codec(nets.model, mc.init_state(jax.random.key(0), nets, cfg).params)
     return out
 
 
-@pytest.mark.parametrize("prior", ["hyperprior", "factorized"])
+@pytest.mark.parametrize("prior", ["hyperprior", "meanscale", "factorized"])
 def test_decode_of_encode_is_bit_identical_at_odd_sizes(codecs, prior):
     cd = codecs[prior]
     for h, w in [(37, 53), (64, 64), (70, 17)]:
@@ -204,7 +254,7 @@ def test_bitstreams_decode_to_the_same_symbols_under_other_numerics(tmp_path):
         results = {name: json.loads(run.result().stdout.strip().splitlines()[-1]) for name, run in runs.items()}
     plain = results["plain, 4 devices"]
     files = [k for k in plain if k.endswith(".rjx")]
-    assert len(files) == 4 and plain["devices"] == 4 and results["bf16 matmuls"]["precision"] == "bfloat16"
+    assert len(files) == 6 and plain["devices"] == 4 and results["bf16 matmuls"]["precision"] == "bfloat16"
     for name, r in results.items():
         for f in files:
             assert r[f]["symbols"] == plain[f]["symbols"], (name, f)
@@ -215,8 +265,15 @@ def test_bitstreams_decode_to_the_same_symbols_under_other_numerics(tmp_path):
 
 def test_old_bitstream_versions_are_a_clear_error(codecs):
     blob = codecs["factorized"].encode_bytes(np.random.default_rng(0).random((16, 16, 3)).astype(np.float32))
-    with pytest.raises(bitstream.CodecError, match=r"bitstream version 2; this code reads version 3"):
+    with pytest.raises(bitstream.CodecError, match=r"bitstream version 2; this code reads versions 3-4"):
         codecs["factorized"].decode(_forge(blob, version=2), "old.rjx")
+    # version 3 (same layout, no mean-scale prior) still reads; a mean-scale id in a version 3 header does not
+    np.testing.assert_array_equal(
+        codecs["factorized"].decode(_forge(blob, version=3)), codecs["factorized"].decode(blob)
+    )
+    ms = codecs["meanscale"].encode_bytes(np.random.default_rng(0).random((16, 16, 3)).astype(np.float32))
+    with pytest.raises(bitstream.CodecError, match=r"unknown entropy model id 2 in a version 3 header"):
+        codecs["meanscale"].decode(_forge(ms, version=3), "v3.rjx")
 
 
 def test_mean_removal_codes_the_mean_colour_exactly(codecs):

@@ -13,7 +13,7 @@ from scipy.stats import norm
 
 from common.errors import ConfigError
 from configs import compression as cc
-from methods.compression import entropy, report
+from methods.compression import bitstream, entropy, report
 from methods.compression import evaluate as ce
 from methods.compression import model as mc
 
@@ -310,7 +310,7 @@ def test_jpeg_psnr_at_interpolates_between_the_neighbouring_points():
 @pytest.mark.slow
 def test_train_then_eval_with_a_variable_rate_schedule(trained, tmp_path):
     w = copy_run(trained("compression.py:test"), tmp_path / "fi")
-    w2 = trained("compression.py:test,plain,q1", "--config.eval_at_end=False")
+    w2 = trained("compression.py:test,plain,q1,meanscale", "--config.eval_at_end=False")
     for rel in ("checkpoints/4", "metrics.jsonl", "eval/metrics.json", "eval/rd.png", "eval/sic.png", "samples"):
         assert os.path.exists(os.path.join(w, rel)), rel
     p = run_py(["launch.py", "--config=configs/compression.py:test", f"--workdir={w}", "--mode=eval",
@@ -363,7 +363,7 @@ def test_train_then_eval_with_a_variable_rate_schedule(trained, tmp_path):
 @pytest.mark.slow
 def test_predict_round_trips_files_and_folders_and_refuses_bad_streams(trained, tmp_path):
     w = trained("compression.py:test")
-    w2 = trained("compression.py:test,plain,q1", "--config.eval_at_end=False")
+    w2 = trained("compression.py:test,plain,q1,meanscale", "--config.eval_at_end=False")
     src = tmp_path / "photo.png"
     from PIL import Image
 
@@ -392,10 +392,53 @@ def test_predict_round_trips_files_and_folders_and_refuses_bad_streams(trained, 
     p = run_py(["launch.py", cfg, f"--workdir={w}", "--mode=predict", f"--input={tmp_path / 'cut.rjx'}",
                 "--output=x.png"], check=False)  # fmt: skip
     assert p.returncode != 0 and "cut.rjx: truncated" in p.stderr and "Traceback" not in p.stderr
-    p = run_py(["launch.py", cfg, f"--workdir={w2}", "--mode=predict", f"--input={tmp_path / 'p.rjx'}",
+    ms = "--config=configs/compression.py:test,plain,q1,meanscale"
+    p = run_py(["launch.py", ms, f"--workdir={w2}", "--mode=predict", f"--input={tmp_path / 'p.rjx'}",
                 "--output=x.png"], check=False)  # fmt: skip
     assert p.returncode != 0 and "another model" in p.stderr and "Traceback" not in p.stderr
+    # the mean-scale model (the second run) codes and decodes through the launcher as well
+    run_py(["launch.py", ms, f"--workdir={w2}", "--mode=predict", f"--input={src}", f"--output={tmp_path / 'm.rjx'}"])
+    run_py(["launch.py", ms, f"--workdir={w2}", "--mode=predict", f"--input={tmp_path / 'm.rjx'}",
+            f"--output={tmp_path / 'm.png'}"])  # fmt: skip
+    assert bitstream.unpack(open(tmp_path / "m.rjx", "rb").read())[0].prior == "meanscale"
+    assert np.asarray(Image.open(tmp_path / "m.png")).shape == (45, 70, 3)
     p = run_py(["launch.py", cfg, f"--workdir={w}", "--mode=predict", f"--input={src}",
                 f"--output={tmp_path / 'enc.png'}"], check=False)  # fmt: skip
     assert p.returncode != 0 and "enc.png: this writes a bitstream" in p.stderr and "Traceback" not in p.stderr
     assert not os.path.exists(tmp_path / "enc.png") and not os.path.exists(tmp_path / "enc.png.rjx")
+
+
+def test_sic_study_scores_groups_of_runs_over_seeds(trained, tmp_path):
+    from common.data import imageio
+    from methods.compression import sic_study
+    from methods.compression.codec import load_codec
+
+    fi = copy_run(trained("compression.py:test"), tmp_path / "fi")
+    plain = copy_run(
+        trained("compression.py:test,plain,q1,meanscale", "--config.eval_at_end=False"), tmp_path / "plain"
+    )
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        imageio.save_image(str(photos / f"p{i}.png"), (rng.random((40, 56, 3)) * 255).astype(np.uint8))
+    text = sic_study.study({"plain": [plain], "fi": [fi, fi]}, str(tmp_path / "out"), (str(photos),), 3, 2)
+    summary = json.load(open(tmp_path / "out" / "summary.json"))["photos"]
+    # the drop is the mean over images of PSNR(cycle 1) - PSNR(cycle 3), as a direct loop computes it
+    cd = load_codec(fi)
+    drops = []
+    for i in range(2):
+        u8 = imageio.to_uint8(imageio.load_image(str(photos / f"p{i}.png")))
+        curve, _ = ce.sic_curve(cd.roundtrip_u8, u8, 3)
+        drops.append(curve[0] - curve[-1])
+    fi_rows = summary["groups"]["fi"]
+    assert len(fi_rows) == 2 and fi_rows[0]["drop"] == pytest.approx(np.mean(drops), abs=1e-9)
+    assert fi_rows[0] == fi_rows[1] | {"run": fi_rows[0]["run"]}  # one run twice: identical scores
+    assert "| fi | 2 |" in text and "± 0.00" in text and "| plain | 1 |" in text and "JPEG" in text
+    for f in ("sic_photos.png", "samples_photos.png", "table.md"):
+        assert os.path.getsize(tmp_path / "out" / f) > 0
+    assert os.path.isfile(os.path.join(fi, "eval", "sic_study_photos_3.json"))  # cached per run
+    with pytest.raises(ConfigError, match="NAME=RUN"):
+        sic_study.parse_groups(["plain"])
+    with pytest.raises(ConfigError, match="not a trained run"):
+        sic_study.study({"x": [str(photos)]}, str(tmp_path / "o2"), (str(photos),), 3, 2)
