@@ -1,4 +1,4 @@
-"""Peak memory and time of decoding large images, whole against in windows (the codec's default).
+"""Peak memory and time of decoding and encoding large images, whole against in windows (the codec's default).
 
     python benchmarks/codec_memory.py [--variant ''] [--sizes 2048x2048,3840x2160,7680x4320] [--kodak 6]
 
@@ -7,6 +7,8 @@ each size, a fresh subprocess builds the variant's model (fresh weights: memory 
 training), packs the all-zero symbols of that size into a valid bitstream (the file a flat image, or a forger,
 gives) and decodes it; printed: the file's bytes, the decode's wall seconds and the process's peak RSS.
 `--whole` sizes are also decoded in one piece, for comparison (only sizes that fit the machine).
+`--encode` sizes are also encoded, in windows and (the `--whole` ones) whole, from a synthetic photo-like
+image (a colour gradient with noise; the float32 image itself is 12 bytes a pixel of the peak).
 `--kodak N` decodes the first N Kodak images (../shared/data/kodak) whole and windowed with a small window
 (`--kodak_tile`) and prints how many pixels differ and by how much.
 """
@@ -33,7 +35,26 @@ def codec(variant: str, tile: int):
     cfg = get_config(variant)
     nets = mc.Nets(cfg)
     params = mc.init_state(jax.random.key(0), nets, cfg).params
-    return mcodec.Codec(nets.model, params, decode_tile=tile), cfg
+    return mcodec.Codec(nets.model, params, decode_tile=tile, encode_tile=tile), cfg
+
+
+def child_encode(variant: str, height: int, width: int, tile: int) -> dict:
+    import numpy as np
+
+    cd, _ = codec(variant, tile)
+    img = np.empty((height, width, 3), np.float32)
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0.1, 0.9, width, dtype=np.float32)
+    for r in range(0, height, 256):  # in bands: no full-size float64 temporaries
+        band = img[r : r + 256]
+        band[:] = ramp[None, :, None] * np.float32([1.0, 0.8, 0.6])
+        band += rng.normal(0.0, 0.05, band.shape).astype(np.float32)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    blob = cd.encode_bytes(img)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"bytes": len(blob), "seconds": seconds, "peak_rss_gb": peak / 2**20, "before_gb": base / 2**20}
 
 
 def child(variant: str, height: int, width: int, tile: int) -> dict:
@@ -86,6 +107,7 @@ def main():
     p.add_argument("--variant", default="")
     p.add_argument("--sizes", default="2048x2048,3840x2160,7680x4320")
     p.add_argument("--whole", default="2048x2048", help="sizes also decoded in one piece ('' for none)")
+    p.add_argument("--encode", default="", help="sizes also encoded (e.g. 7680x4320; '' for none)")
     p.add_argument("--tile", type=int, default=0, help="decode window in pixels (0: the codec's default)")
     p.add_argument("--kodak", type=int, default=6)
     p.add_argument("--kodak_tile", type=int, default=256)
@@ -95,20 +117,26 @@ def main():
 
     tile = a.tile or mcodec.DECODE_TILE
     if a.child:
-        h, w, t = (int(v) for v in a.child.split(","))
-        print(json.dumps(child(a.variant, h, w, t)))
+        h, w, t, enc = (int(v) for v in a.child.split(","))
+        print(json.dumps((child_encode if enc else child)(a.variant, h, w, t)))
         return
     from common.train import xla
 
     xla.set_cpu_flags()
-    print(f"variant {a.variant!r} (fresh weights), decode window {tile} px + {mcodec.DECODE_OVERLAP} px overlap")
-    print("| size | mode | file bytes | decode s | peak RSS GB |\n|---|---|---|---|---|")
-    runs = [(s, tile, "windows") for s in a.sizes.split(",") if s]
-    runs += [(s, 0, "whole") for s in a.whole.split(",") if s]
-    for size, t, mode in runs:
+    print(
+        f"variant {a.variant!r} (fresh weights), windows of {tile} px + {mcodec.DECODE_OVERLAP} px overlap "
+        f"(decode) / {mcodec.ENCODE_OVERLAP} px (encode)"
+    )
+    print("| size | mode | file bytes | seconds | peak RSS GB |\n|---|---|---|---|---|")
+    runs = [(s, tile, "decode, windows", 0) for s in a.sizes.split(",") if s]
+    runs += [(s, 0, "decode, whole", 0) for s in a.whole.split(",") if s]
+    encoded = [s for s in a.encode.split(",") if s]
+    runs += [(s, tile, "encode, windows", 1) for s in encoded]
+    runs += [(s, 0, "encode, whole", 1) for s in a.whole.split(",") if s and encoded]
+    for size, t, mode, enc in runs:
         h, w = (int(v) for v in size.split("x"))
         r = subprocess.run(
-            [sys.executable, __file__, "--variant", a.variant, "--child", f"{h},{w},{t}"],
+            [sys.executable, __file__, "--variant", a.variant, "--child", f"{h},{w},{t},{enc}"],
             capture_output=True,
             text=True,
             cwd=ROOT,

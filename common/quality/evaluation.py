@@ -59,9 +59,11 @@ def padded(
     tile: int = 0,
     overlap: int = 0,
     clip: bool = True,
+    shrink: int = 1,
 ) -> np.ndarray:
-    """`fn` (NHWC → NHWC) on one (H, W, C) image padded to `multiple`; the output (`scale` times the
-    input's size) is cropped back to the image and clipped to [0, 1] (unless not `clip`).
+    """`fn` (NHWC → NHWC) on one (H, W, C) image padded to `multiple`; the output (`scale` / `shrink` times
+    the input's size; `shrink` must divide `multiple`) is cropped back to the image's and clipped to [0, 1]
+    (unless not `clip`).
 
     With `tile`, a side of the (padded) image longer than ``tile + 2·overlap`` is cut into the fewest equal
     tiles of at most `tile` pixels, each seen through a window `overlap` pixels wider on both sides (moved
@@ -73,6 +75,8 @@ def padded(
     h, w = img.shape[:2]
     if not (h and w):
         raise ValueError(f"padded: the image is empty ({h}x{w})")
+    if multiple % shrink:
+        raise ValueError(f"padded: shrink {shrink} must divide multiple {multiple}")
     x = np.asarray(pad_to_multiple(img, multiple, mode), np.float32)
 
     def up(v):  # rounded up to a multiple of `multiple`
@@ -95,9 +99,13 @@ def padded(
             c = min(max(x0 - overlap, 0), x.shape[1] - ww)
             o = np.asarray(fn(x[None, a : a + wh, c : c + ww]))[0]
             if out is None:
-                out = np.empty((x.shape[0] * s, x.shape[1] * s, o.shape[-1]), o.dtype)
-            out[y0 * s : y1 * s, x0 * s : x1 * s] = o[(y0 - a) * s : (y1 - a) * s, (x0 - c) * s : (x1 - c) * s]
-    out = out[: h * scale, : w * scale]
+                out = np.empty((x.shape[0] * s // shrink, x.shape[1] * s // shrink, o.shape[-1]), o.dtype)
+
+            def at(v):  # an input coordinate (a multiple of `multiple`) in output pixels
+                return v * s // shrink
+
+            out[at(y0) : at(y1), at(x0) : at(x1)] = o[at(y0 - a) : at(y1 - a), at(x0 - c) : at(x1 - c)]
+    out = out[: -(-h * scale // shrink), : -(-w * scale // shrink)]
     return np.clip(out, 0.0, 1.0) if clip else out
 
 

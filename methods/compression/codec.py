@@ -39,6 +39,8 @@ def codec_functions(model: Compressor) -> dict:
 
     return {
         "symbols": jitted(Compressor.symbols),
+        "analysis": jitted(Compressor.analysis_window),
+        "latent_symbols": jitted(Compressor.latent_symbols),
         "decode": jitted(Compressor.decode_symbols),
         "synthesis": jitted(Compressor.synthesis),
         "likelihoods": jitted(Compressor.quantized_likelihoods),
@@ -59,6 +61,10 @@ def tables_of(model: Compressor, params, tables=None, functions=None) -> dict:
 # transposed convolutions: 1 + 1/2 + 1/4 + 1/8 < 2), so windows stitch to the whole-image decoding.
 DECODE_TILE = 512
 DECODE_OVERLAP = 64
+# Encoding runs f_e in windows the same way (input pixels; f_e's receptive-field radius is 2 + 4 + 8 + 16 = 30
+# pixels: four 5x5 stride-2 convolutions), then h_a on the whole latent grid (1/256 of the pixels).
+ENCODE_TILE = 512
+ENCODE_OVERLAP = 64
 
 
 class Codec:
@@ -75,13 +81,16 @@ class Codec:
         *,
         decode_tile: int = DECODE_TILE,
         decode_overlap: int = DECODE_OVERLAP,
+        encode_tile: int = ENCODE_TILE,
+        encode_overlap: int = ENCODE_OVERLAP,
     ):
         self.model, self.params = model, params
         self.decode_tile, self.decode_overlap = decode_tile, decode_overlap
+        self.encode_tile, self.encode_overlap = encode_tile, encode_overlap
         self.prior = model.prior
         fns = functions or codec_functions(model)  # pass them in to reuse the compiled code across params
         self._symbols, self._decode, self._lik = fns["symbols"], fns["decode"], fns["likelihoods"]
-        self._synthesis = fns["synthesis"]
+        self._synthesis, self._analysis, self._latent_symbols = fns["synthesis"], fns["analysis"], fns["latent_symbols"]
         self._fns, self._given_tables = fns, tables
         self._coded = "z" if model.hyper else "y"  # the latent under the factorized prior
         if model.hyper:
@@ -110,7 +119,16 @@ class Codec:
         """The integer symbols of an image ({"y", "dc"}, "z" for the hyper priors). The mean-scale prior's also
         carry what its fixed-point h_s derived from ẑ: "index" (scale-table indices) and "mu" (μ̂, float32), and
         "y" is round(y − μ̂)."""
-        out = {k: np.asarray(v) for k, v in self._symbols(self.params, self.pad(img)[None]).items()}
+        x = self.pad(img)
+        t, o = self.encode_tile, self.encode_overlap
+        if not t or max(x.shape[:2]) <= t + 2 * o:
+            out = {k: np.asarray(v) for k, v in self._symbols(self.params, x[None]).items()}
+        else:  # f_e window by window (`evaluation.padded`), so memory stays that of one window
+            dc = np.round(x.mean(axis=(0, 1), dtype=np.float64) * 255.0).astype(np.int32)[None]
+            fn = lambda window: self._analysis(self.params, window, dc)  # noqa: E731
+            m = self.model.multiple
+            y = evaluation.padded(fn, x, m, tile=t, overlap=o, clip=False, shrink=16)
+            out = {k: np.asarray(v) for k, v in self._latent_symbols(self.params, y[None], dc).items()}
         if self.prior == "meanscale":
             out["index"], out["mu"] = self.indices_and_means(out["z"])
             out["y"] = np.round(out["y"] - out["mu"]).astype(np.int32)

@@ -229,8 +229,15 @@ class Compressor(nn.Module):
         For the mean-scale prior "y" is the float latent: its symbols round(y − μ̂) need the codec's
         fixed-point μ̂ (`codec.Codec.symbols`)."""
         dc = self.dc(x, quantized=True)
-        y = self.g_a(x - dc)
-        out = {"dc": jnp.round(dc[:, 0, 0, :] * 255.0).astype(jnp.int32)}
+        return self.latent_symbols(self.g_a(x - dc), jnp.round(dc[:, 0, 0, :] * 255.0).astype(jnp.int32))
+
+    def analysis_window(self, x, dc_symbols):
+        """f_e of x − μ̂ for the 8-bit mean colour `dc_symbols` (B, 3): one window of tiled encoding."""
+        return self.g_a(x - dc_symbols[:, None, None, :].astype(jnp.float32) / 255.0)
+
+    def latent_symbols(self, y, dc_symbols):
+        """The symbols (as `symbols`) of f_e's output y and the mean colour's."""
+        out = {"dc": dc_symbols}
         if self.prior == "meanscale":
             return out | {"y": y, "z": self.entropy_z.quantize(self.h_a(y))}
         if self.prior == "hyperprior":

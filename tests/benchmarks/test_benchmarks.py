@@ -134,3 +134,5 @@ def test_codec_memory_decodes_a_forged_flat_stream_and_reports_its_figures():
 
     res = codec_memory.child("test", 256, 384, 128)
     assert res["bytes"] > 0 and res["seconds"] > 0 and 0 < res["before_gb"] <= res["peak_rss_gb"] < 20, res
+    res = codec_memory.child_encode("test", 256, 384, 128)  # the encoder's side: f_e in windows
+    assert res["bytes"] > 0 and res["seconds"] > 0 and 0 < res["before_gb"] <= res["peak_rss_gb"] < 20, res
