@@ -35,7 +35,7 @@ def codec(variant: str, tile: int):
     cfg = get_config(variant)
     nets = mc.Nets(cfg)
     params = mc.init_state(jax.random.key(0), nets, cfg).params
-    return mcodec.Codec(nets.model, params, decode_tile=tile, encode_tile=tile), cfg
+    return mcodec.Codec(nets.model, params, decode_tile=tile, encode_tile=tile, whole_pixels=0), cfg
 
 
 def child_encode(variant: str, height: int, width: int, tile: int) -> dict:
@@ -134,7 +134,7 @@ def main():
     runs += [(s, tile, "encode, windows", 1) for s in encoded]
     runs += [(s, 0, "encode, whole", 1) for s in a.whole.split(",") if s and encoded]
     for size, t, mode, enc in runs:
-        h, w = (int(v) for v in size.split("x"))
+        w, h = (int(v) for v in size.split("x"))  # WIDTHxHEIGHT
         r = subprocess.run(
             [sys.executable, __file__, "--variant", a.variant, "--child", f"{h},{w},{t},{enc}"],
             capture_output=True,

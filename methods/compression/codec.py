@@ -65,12 +65,17 @@ DECODE_OVERLAP = 64
 # pixels: four 5x5 stride-2 convolutions), then h_a on the whole latent grid (1/256 of the pixels).
 ENCODE_TILE = 512
 ENCODE_OVERLAP = 64
+# Images of up to this many (padded) pixels are coded in one piece (windows cost ~1.3x the work and run less
+# efficiently; at the default width one megapixel needs ~1.2 GB to decode whole and half that to encode).
+WHOLE_PIXELS = 2**20
 
 
 class Codec:
     """Image ↔ bitstream for one trained model (its parameters and integer coding tables fixed).
 
-    `decode_tile` / `decode_overlap`: the windows of f_d in output pixels (multiples of 16; tile 0 = whole)."""
+    `decode_tile` / `decode_overlap`: the windows of f_d in output pixels (multiples of 16; tile 0 = whole);
+    `encode_tile` / `encode_overlap`: those of f_e in input pixels; images of at most `whole_pixels` (padded)
+    pixels are coded whole."""
 
     def __init__(
         self,
@@ -83,10 +88,12 @@ class Codec:
         decode_overlap: int = DECODE_OVERLAP,
         encode_tile: int = ENCODE_TILE,
         encode_overlap: int = ENCODE_OVERLAP,
+        whole_pixels: int = WHOLE_PIXELS,
     ):
         self.model, self.params = model, params
         self.decode_tile, self.decode_overlap = decode_tile, decode_overlap
         self.encode_tile, self.encode_overlap = encode_tile, encode_overlap
+        self.whole_pixels = whole_pixels
         self.prior = model.prior
         fns = functions or codec_functions(model)  # pass them in to reuse the compiled code across params
         self._symbols, self._decode, self._lik = fns["symbols"], fns["decode"], fns["likelihoods"]
@@ -121,7 +128,7 @@ class Codec:
         "y" is round(y − μ̂)."""
         x = self.pad(img)
         t, o = self.encode_tile, self.encode_overlap
-        if not t or max(x.shape[:2]) <= t + 2 * o:
+        if not t or x.shape[0] * x.shape[1] <= self.whole_pixels or max(x.shape[:2]) <= t + 2 * o:
             out = {k: np.asarray(v) for k, v in self._symbols(self.params, x[None]).items()}
         else:  # f_e window by window (`evaluation.padded`), so memory stays that of one window
             dc = np.round(x.mean(axis=(0, 1), dtype=np.float64) * 255.0).astype(np.int32)[None]
@@ -148,7 +155,7 @@ class Codec:
         the mean colour is put back on the stitched image: memory stays that of one window."""
         y = self.latent(syms)
         t, o = self.decode_tile // 16, self.decode_overlap // 16
-        if not t or max(y.shape[1:3]) <= t + 2 * o:
+        if not t or y.shape[1] * y.shape[2] * 256 <= self.whole_pixels or max(y.shape[1:3]) <= t + 2 * o:
             x = self._decode(self.params, jnp.asarray(y), jnp.asarray(syms["dc"]))
             return imageio.to_uint8(x)[0, :height, :width]
         fn = lambda window: self._synthesis(self.params, window)  # noqa: E731

@@ -39,83 +39,10 @@ import jax.numpy as jnp
 import optax
 
 from common.errors import ConfigError
-from common.nn import conv
 from common.quality import metrics
 from common.train import optim, precision
 from methods.compression import coding_tables, entropy
-
-# ----------------------------------------------------------------------------- networks
-
-
-def _conv(features, k, stride=1, dtype=None, name=None):
-    return conv.Conv(features, (k, k), strides=(stride, stride), padding="SAME", dtype=dtype, name=name)
-
-
-def _deconv(features, k, stride=2, dtype=None, use_bias=True, name=None):
-    return nn.ConvTranspose(
-        features, (k, k), strides=(stride, stride), padding="SAME", use_bias=use_bias, dtype=dtype, name=name
-    )
-
-
-# The transforms' convolutions compute in `dtype` (None: float32; common.train.precision); GDN and every output
-# are float32, so the entropy model and the losses never see bf16.
-
-
-class Analysis(nn.Module):
-    n: int
-    m: int
-    dtype: Any = None
-
-    @nn.compact
-    def __call__(self, x):
-        h = x
-        for i in range(3):
-            h = entropy.GDN(name=f"gdn{i}")(_conv(self.n, 5, 2, self.dtype)(h).astype(jnp.float32))
-        return _conv(self.m, 5, 2, self.dtype)(h).astype(jnp.float32)
-
-
-class Synthesis(nn.Module):
-    n: int
-    dtype: Any = None
-    final_bias: bool = True  # False with mean removal: the re-centring cancels it (a gradient of pure rounding noise)
-
-    @nn.compact
-    def __call__(self, y):
-        h = y
-        for i in range(3):
-            h = entropy.GDN(inverse=True, name=f"igdn{i}")(_deconv(self.n, 5, dtype=self.dtype)(h).astype(jnp.float32))
-        return _deconv(3, 5, dtype=self.dtype, use_bias=self.final_bias)(h).astype(jnp.float32)
-
-
-class HyperAnalysis(nn.Module):
-    n: int
-    dtype: Any = None
-
-    @nn.compact
-    def __call__(self, y):
-        h = nn.relu(_conv(self.n, 3, dtype=self.dtype)(jnp.abs(y)))
-        h = nn.relu(_conv(self.n, 5, 2, self.dtype)(h))
-        return _conv(self.n, 5, 2, self.dtype)(h).astype(jnp.float32)
-
-
-class HyperSynthesis(nn.Module):
-    """h_s: σ (M channels, after a ReLU) or, with `means` (the mean-scale prior), σ and μ (2M, no final ReLU)."""
-
-    n: int
-    m: int
-    dtype: Any = None
-    means: bool = False
-
-    @nn.compact
-    def __call__(self, z):
-        # named as the codec's fixed-point copy of h_s reads them (coding_tables.HYPER_SYNTHESIS_LAYERS)
-        (up0, _), (up1, _), (out, _) = coding_tables.HYPER_SYNTHESIS_LAYERS
-        h = nn.relu(_deconv(self.n, 5, dtype=self.dtype, name=up0)(z))
-        h = nn.relu(_deconv(self.n, 5, dtype=self.dtype, name=up1)(h))
-        if self.means:
-            return _conv(2 * self.m, 3, dtype=self.dtype, name=out)(h).astype(jnp.float32)
-        return nn.relu(_conv(self.m, 3, dtype=self.dtype, name=out)(h)).astype(jnp.float32)
-
+from methods.compression.networks import Analysis, HyperAnalysis, HyperSynthesis, Synthesis
 
 PRIORS = ("factorized", "hyperprior", "meanscale")
 

@@ -322,7 +322,7 @@ def test_tiled_decoding_matches_whole_decoding_and_bounds_the_window(monkeypatch
     rng = np.random.default_rng(0)
     img = np.clip(rng.random((200, 330, 3)) * 0.3 + np.linspace(0, 0.7, 330)[None, :, None], 0, 1).astype(np.float32)
     whole = mcodec.Codec(nets.model, params, decode_tile=0)
-    tiled = mcodec.Codec(nets.model, params, decode_tile=64, decode_overlap=64)
+    tiled = mcodec.Codec(nets.model, params, decode_tile=64, decode_overlap=64, whole_pixels=0)
     syms = whole.symbols(img)
     shapes = []
     real = tiled._synthesis
@@ -347,7 +347,7 @@ def test_tiled_encoding_matches_whole_encoding_and_bounds_the_window(prior):
     rng = np.random.default_rng(0)
     img = np.clip(rng.random((200, 330, 3)) * 0.3 + np.linspace(0, 0.7, 330)[None, :, None], 0, 1).astype(np.float32)
     whole = mcodec.Codec(nets.model, params, encode_tile=0)
-    tiled = mcodec.Codec(nets.model, params, encode_tile=64, encode_overlap=64)
+    tiled = mcodec.Codec(nets.model, params, encode_tile=64, encode_overlap=64, whole_pixels=0)
     shapes = []
     real = tiled._analysis
     tiled._analysis = lambda p, window, dc: (shapes.append(window.shape), real(p, window, dc))[1]

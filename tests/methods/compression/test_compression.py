@@ -442,3 +442,35 @@ def test_sic_study_scores_groups_of_runs_over_seeds(trained, tmp_path):
         sic_study.parse_groups(["plain"])
     with pytest.raises(ConfigError, match="not a trained run"):
         sic_study.study({"x": [str(photos)]}, str(tmp_path / "o2"), (str(photos),), 3, 2)
+
+
+@pytest.mark.parametrize("k,s", [(5, 2), (3, 2), (4, 2), (5, 3)])
+def test_subpixel_transposed_convolution_is_flaxs_with_the_same_parameters(k, s):
+    """networks.ConvTranspose: the parameters flax's nn.ConvTranspose would create (names, shapes, values), and
+    its output and gradients to float rounding, computed as a stride-1 convolution to s·s phases."""
+    import flax.linen as nn
+
+    from methods.compression.networks import ConvTranspose
+
+    def wrap(make):
+        class M(nn.Module):
+            @nn.compact
+            def __call__(self, x):
+                return make()(x)
+
+        return M()
+
+    ref = wrap(lambda: nn.ConvTranspose(6, (k, k), strides=(s, s), padding="SAME"))
+    ours = wrap(lambda: ConvTranspose(6, k, s))
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 5, 7, 4)), jnp.float32)
+    p = ref.init(jax.random.key(1), x)
+    jax.tree.map(np.testing.assert_array_equal, p, ours.init(jax.random.key(1), x))
+    p = jax.tree.map(lambda v: v + 0.1, p)  # a non-zero bias
+    np.testing.assert_allclose(ours.apply(p, x), ref.apply(p, x), atol=1e-5)
+    assert ours.apply(p, x).shape == (2, 5 * s, 7 * s, 6)
+
+    def loss(m):
+        return lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)))
+
+    ga, gb = jax.grad(loss(ref), argnums=(0, 1))(p, x), jax.grad(loss(ours), argnums=(0, 1))(p, x)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4), ga, gb)
