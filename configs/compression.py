@@ -63,7 +63,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.loss.lambda1 = LAMBDAS[quality - 1] * 255.0**2  # weight of L_D (MSE: CompressAI's λ_q·255²)
     c.loss.lambda2 = 0.0 if "plain" in args else 1.0  # weight of L_FI (the patent's example: 1)
     c.loss.fi_norm = "mse"  # 'mse' (the patent's [0078]) or 'l2' (Eq. 5's ‖F0 − F1‖₂ per image)
-    c.loss.fi_quant = "noise"  # f_q of F0, F1 in L_FI: 'noise' (one shared sample) | 'ste' (rounding, straight-through)
+    # f_q of F0, F1 in L_FI: 'noise' (one shared sample) | 'ste' (rounding, straight-through) | 'center' (F0 = the
+    # symbols ŷ, F1 = f_e(f_rc∘f_d(ŷ)) unrounded: the re-encoding pulled to the centre of ŷ's bin)
+    c.loss.fi_quant = "noise"
     c.loss.fi_passes = 1  # L_FI over this many re-encodings through f_e∘f_rc∘f_d (2: also the second pass)
 
     c.optim = ml_collections.ConfigDict(dict(lr=1e-4, aux_lr=1e-3, clip=1.0, decay_at=0.9, decay=0.1))

@@ -355,25 +355,39 @@ def losses(params, x, key, *, nets: Nets):
     return total + aux, (metrics_, out["x_hat"])
 
 
-FI_QUANT = ("noise", "ste")
+FI_QUANT = ("noise", "ste", "center")
 
 
 def _fi_term(model: Compressor, params, x, out: dict, cfg) -> jax.Array:
     """L_FI of a batch. F0 = f_q(y) and F_k = f_q(f_e(I_k)), I_k = f_rc∘f_d(F_{k−1}), for k = 1..``fi_passes``
     (the mean of the k terms ‖F0 − F_k‖). f_q is the shared noise sample (``fi_quant='noise'``: then
     F0 − F1 = f_e(I0) − f_e(I1)) or the codec's rounding, straight-through (``'ste'``: the patent's f_q, which
-    sees the symbol flips of successive compression)."""
-    if cfg.get("fi_quant", "noise") not in FI_QUANT:
-        raise ConfigError(f"config loss.fi_quant={cfg.fi_quant!r}: use {' or '.join(map(repr, FI_QUANT))}")
-    ste = cfg.get("fi_quant", "noise") == "ste"
+    sees the symbol flips of successive compression). ``'center'``: F0 = ŷ, the codec's symbols (fixed), I1 is
+    decoded from ŷ (straight-through), and F_k = f_e(I_k) unrounded, so the re-encoding is pulled to the centre
+    of ŷ's quantization bin, where the next rounding leaves it (not merely to y, which may sit at a bin's edge)."""
+    quant = cfg.get("fi_quant", "noise")
+    if quant not in FI_QUANT:
+        raise ConfigError(f"config loss.fi_quant={quant!r}: use {' or '.join(map(repr, FI_QUANT))}")
+
+    def rounded(y):
+        return model.apply({"params": params}, y, method=Compressor.round_latent)
 
     def f_q(y):
-        return model.apply({"params": params}, y, method=Compressor.round_latent) if ste else y + out["noise"]
+        return {"ste": rounded, "center": lambda v: v}.get(quant, lambda v: v + out["noise"])(y)
 
-    f0, image, terms, fk = f_q(out["y"]), round_clip(out["x_hat"]), [], None
+    def decode(latent):
+        return round_clip(model.apply({"params": params}, latent, x, method=Compressor.decode_latent))
+
+    if quant == "center":
+        y_hat = rounded(out["y"])
+        f0 = jax.lax.stop_gradient(y_hat)
+        image = round_clip(out["x_hat"]) if model.mixed_quantization else decode(y_hat)
+    else:
+        f0, image = f_q(out["y"]), round_clip(out["x_hat"])
+    terms, fk = [], None
     for _ in range(int(cfg.get("fi_passes", 1))):
         if fk is not None:  # the next pass decodes the previous one's latents through the whole chain
-            image = round_clip(model.apply({"params": params}, fk, x, method=Compressor.decode_latent))
+            image = decode(rounded(fk) if quant == "center" else fk)
         fk = f_q(model.apply({"params": params}, image, method=Compressor.analysis))
         terms.append(jnp.mean(feature_identity_loss(f0, fk, cfg.fi_norm)))
     return sum(terms) / len(terms)

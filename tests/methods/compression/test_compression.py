@@ -186,7 +186,7 @@ def test_total_loss_is_the_weighted_sum_and_fi_uses_the_same_encoder(lambda2):
 
 
 def test_fi_switches_follow_the_test_time_chain():
-    """fi_quant='ste': F0 and F1 are the rounded latents; fi_passes=2 adds ‖F0 − F2‖ after a second pass through
+    """fi_quant='ste': F0 and F1 are the rounded latents ('center': F0 rounded, F1 not); fi_passes=2 adds ‖F0 − F2‖ after a second pass through
     f_e∘f_rc∘f_d; mixed quantization decodes round(y). Each against a direct recomputation."""
     x = jnp.asarray(np.random.default_rng(7).random((2, 64, 64, 3)), jnp.float32)
     key = jax.random.key(3)
@@ -206,6 +206,12 @@ def test_fi_switches_follow_the_test_time_chain():
     f2 = np.round(g_a(i2))
     want = (np.mean((f0 - f1) ** 2) + np.mean((f0 - f2) ** 2)) / 2
     np.testing.assert_allclose(m["loss/feature_identity"], want, rtol=1e-4, atol=1e-6)
+
+    # 'center': F0 = ŷ, I1 decoded from ŷ, F1 = f_e(I1) unrounded (the re-encoding pulled to ŷ's bin centre)
+    center = _tiny(lambda1=100.0, lambda2=1.0, fi_quant="center")
+    _, (m, _) = mc.losses(params, x, key, nets=mc.Nets(center))
+    i1 = f_rc(apply(mc.Compressor.decode_latent, jnp.asarray(f0), x))
+    np.testing.assert_allclose(m["loss/feature_identity"], np.mean((f0 - g_a(i1)) ** 2), rtol=1e-4, atol=1e-6)
 
     mixed = _tiny(lambda1=100.0, lambda2=0.0)
     mixed.model.mixed_quantization = True
