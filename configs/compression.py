@@ -30,7 +30,8 @@ Variants (``:arg``, comma-separated):
              about 20 min of training + 4.5 min of evaluation on 2 cores):
              2 dB above JPEG at q3 (README, "Measured").
   test       tiny shapes for the test suite.
-Every variant codes each image's mean colour on the side (model.mean_removal).
+Every variant codes each image's mean colour on the side (model.mean_removal) and trains f_d on rounded
+latents (model.mixed_quantization: more stable under successive compression).
 """
 
 import ml_collections
@@ -56,7 +57,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.model.n, c.model.m = (128, 192) if quality <= 5 else (192, 320)
     # each image's mean colour coded on the side (24 bits) and removed before f_e; False: the patent's bare model
     c.model.mean_removal = True
-    c.model.mixed_quantization = False  # True: f_d trained on straight-through rounded latents (rate: noise)
+    # f_d trained on straight-through rounded latents, as it decodes them (the rate term keeps the noise; Minnen &
+    # Singh 2020). Successive compression: 50-cycle drop on Kodak 6.3 and 11.1 dB against plain's 15.2 and 16.9
+    # (quick, seeds 0 and 1; docs/methods/compression.md). False: f_d trained on noisy latents, as the patent.
+    c.model.mixed_quantization = True
 
     c.loss = ml_collections.ConfigDict()
     c.loss.distortion = "mse"  # L_D: 'mse' (on [0, 1]) | 'ms_ssim' (1 − MS-SSIM; crops >= 176)
