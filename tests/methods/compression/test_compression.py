@@ -186,7 +186,8 @@ def test_total_loss_is_the_weighted_sum_and_fi_uses_the_same_encoder(lambda2):
 
 
 def test_fi_switches_follow_the_test_time_chain():
-    """fi_quant='ste': F0 and F1 are the rounded latents ('center': F0 rounded, F1 not); fi_passes=2 adds ‖F0 − F2‖ after a second pass through
+    """fi_quant='ste': F0 and F1 are the rounded latents ('center': F0 rounded, F1 not); fi_passes=2
+    adds ‖F0 − F2‖ after a second pass through
     f_e∘f_rc∘f_d; mixed quantization decodes round(y). Each against a direct recomputation."""
     x = jnp.asarray(np.random.default_rng(7).random((2, 64, 64, 3)), jnp.float32)
     key = jax.random.key(3)
