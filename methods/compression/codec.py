@@ -128,7 +128,7 @@ class Codec:
         "y" is round(y − μ̂)."""
         x = self.pad(img)
         t, o = self.encode_tile, self.encode_overlap
-        if not t or x.shape[0] * x.shape[1] <= self.whole_pixels or max(x.shape[:2]) <= t + 2 * o:
+        if self._whole(x.shape[0], x.shape[1], t, o):
             out = {k: np.asarray(v) for k, v in self._symbols(self.params, x[None]).items()}
         else:  # f_e window by window (`evaluation.padded`), so memory stays that of one window
             dc = np.round(x.mean(axis=(0, 1), dtype=np.float64) * 255.0).astype(np.int32)[None]
@@ -140,6 +140,11 @@ class Codec:
             out["index"], out["mu"] = self.indices_and_means(out["z"])
             out["y"] = np.round(out["y"] - out["mu"]).astype(np.int32)
         return out
+
+    def _whole(self, h: int, w: int, tile: int, overlap: int) -> bool:
+        """Whether an h x w (padded) image is coded in one piece: no windows, at most `whole_pixels`, or one
+        window's size."""
+        return not tile or h * w <= self.whole_pixels or max(h, w) <= tile + 2 * overlap
 
     def latent(self, syms: dict) -> np.ndarray:
         """What f_d decodes: the symbols, or ŷ = symbols + μ̂ for the mean-scale prior (float64 sum, then float32:
@@ -155,7 +160,7 @@ class Codec:
         the mean colour is put back on the stitched image: memory stays that of one window."""
         y = self.latent(syms)
         t, o = self.decode_tile // 16, self.decode_overlap // 16
-        if not t or y.shape[1] * y.shape[2] * 256 <= self.whole_pixels or max(y.shape[1:3]) <= t + 2 * o:
+        if self._whole(16 * y.shape[1], 16 * y.shape[2], 16 * t, 16 * o):
             x = self._decode(self.params, jnp.asarray(y), jnp.asarray(syms["dc"]))
             return imageio.to_uint8(x)[0, :height, :width]
         fn = lambda window: self._synthesis(self.params, window)  # noqa: E731

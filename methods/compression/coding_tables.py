@@ -108,6 +108,14 @@ def _fixed_weights(kernel: np.ndarray) -> tuple[np.ndarray, int]:
     return np.rint(np.asarray(kernel, np.float64) * 2.0**bits), bits
 
 
+def transpose_padding(k: int, s: int) -> tuple[int, int]:
+    """(before, after) padding of the s-dilated input in lax.conv_transpose's 'SAME' mode (flax's ConvTranspose)
+    for a kernel of k taps: the correlation with the (unflipped) kernel then gives s times the input's size."""
+    pad_len = k + s - 2
+    before = k - 1 if s > k - 1 else -(-pad_len // 2)
+    return before, pad_len - before
+
+
 def _layer(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, transpose_stride: int, relu: bool = True) -> np.ndarray:
     """One conv (or flax 'SAME' transposed conv), + ReLU unless `relu` is False, on integer activations at scale
     2^FRAC_BITS (clipped to ±ACT_LIMIT)."""
@@ -116,9 +124,7 @@ def _layer(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, transpose_stride
         s = transpose_stride
         d = np.zeros(((x.shape[0] - 1) * s + 1, (x.shape[1] - 1) * s + 1, x.shape[2]), x.dtype)
         d[::s, ::s] = x
-        pad_len = k + s - 2
-        pad_a = k - 1 if s > k - 1 else -(-pad_len // 2)
-        p = _patches(d, k, (pad_a, pad_len - pad_a))
+        p = _patches(d, k, transpose_padding(k, s))
     else:
         p = _patches(x, k, ((k - 1) // 2, k // 2))
     w, bits = _fixed_weights(kernel)

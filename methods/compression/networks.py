@@ -28,8 +28,7 @@ def subpixel_taps(k: int, s: int) -> tuple[int, list[list[tuple[int, int]]]]:
     lax.conv_transpose dilates x by s, pads it by pad_a before (pad_a = k − 1 if s > k − 1, else ⌈(k + s − 2)/2⌉)
     and correlates with the kernel: out[o] = Σ_t dilated[o + t − pad_a] · kernel[t], and dilated[j] = x[j / s]
     for j ≡ 0 (mod s). With o = s·p + a that is x[p + d] for t = s·d + pad_a − a."""
-    pad_len = k + s - 2
-    pad_a = k - 1 if s > k - 1 else -(-pad_len // 2)
+    pad_a, _ = coding_tables.transpose_padding(k, s)
     phases = []
     for a in range(s):
         phases.append([(d, t) for d in range(-k, k + 1) if 0 <= (t := s * d + pad_a - a) < k])
