@@ -65,6 +65,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.loss.adv_image = 1e-3
     c.loss.adv_feature = 1e-3
     c.loss.d_weight = 1e-3  # weight of the discriminator losses (authors' code)
+    c.loss.pixel = 0.0  # weight of a pixel MSE kept in stage 2 (a probe; the patent's stage 2 has none)
+    c.loss.clip_vgg = False  # clip SR to [0, 1] before VGG (a probe; the authors' code clips)
     # φ = VGG features x this; 0 = per backbone: 1/12.75 (authors, Caffe VGG-19), 1.0 (torch VGG-16, rms ≈ 1)
     c.loss.feature_scale = 0.0
     c.loss.vgg_width = 1.0  # VGG channel multiplier (1.0 for pretrained weights; < 1 needs backbone=random)

@@ -188,7 +188,8 @@ def gan_step(state: State, batch: dict, frozen, nets: Nets):
     # Shared forward passes: G (BN frozen) and φ on SR, with their VJPs for the G step.
     sr, g_vjp = jax.vjp(lambda g: nets.g.apply({"params": g, "batch_stats": state.g_stats}, lr, train=False), state.g)
     phi_hr = nets.features(frozen, hr)
-    phi_sr, phi_vjp = jax.vjp(lambda x: nets.features(frozen, x), sr)
+    to_vgg = (lambda x: jnp.clip(x, 0.0, 1.0)) if cfg.loss.clip_vgg else (lambda x: x)
+    phi_sr, phi_vjp = jax.vjp(lambda x: nets.features(frozen, to_vgg(x)), sr)
     pairs = {"image": (hr, sr), "feature": (phi_hr, phi_sr)}
     weights = {"image": cfg.loss.adv_image, "feature": cfg.loss.adv_feature}
     out = {}
@@ -221,6 +222,9 @@ def gan_step(state: State, batch: dict, frozen, nets: Nets):
     def g_loss_fn(sr_, phi_sr_):
         terms = {"perceptual": jnp.mean(perceptual_loss(phi_sr_, phi_hr))}
         total = cfg.loss.perceptual * terms["perceptual"]
+        if cfg.loss.pixel:  # a probe, not the patent's stage 2
+            terms["pixel"] = jnp.mean(pixel_loss(sr_, hr))
+            total = total + cfg.loss.pixel * terms["pixel"]
         for name in nets.discs:
             fake = sr_ if name == "image" else phi_sr_
             logits, _ = _d_apply(nets, d_for_g[name], stats_for_g[name], fake)

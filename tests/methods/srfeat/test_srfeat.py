@@ -1,5 +1,6 @@
 """SRFeat: building blocks, equations, the two-stage step, 4-device mesh and the CLI."""
 
+import functools
 import json
 import os
 
@@ -117,15 +118,21 @@ def _gan_task(variant):
 def test_gan_step_combines_the_terms_and_equals_a_direct_gradient(schedule):
     config, task, mesh, state, batch = _gan_task("")
     config.disc.schedule = schedule
+    if schedule == "simultaneous":  # the probes' switches, checked on one of the two cases
+        config.loss.pixel, config.loss.clip_vgg = 0.5, True
     nets = sm.Nets(config)
     step = jax.jit(lambda s, b: sm.train_step(s, b, None, task.frozen, nets=nets))
     new, m = step(state, batch)
     lam = config.loss
     np.testing.assert_allclose(
         m["loss/g"],
-        m["loss/perceptual"] + lam.adv_image * m["loss/adv_image"] + lam.adv_feature * m["loss/adv_feature"],
+        m["loss/perceptual"]
+        + lam.adv_image * m["loss/adv_image"]
+        + lam.adv_feature * m["loss/adv_feature"]
+        + lam.pixel * m.get("loss/pixel", 0.0),
         rtol=1e-5,
     )
+    assert ("loss/pixel" in m) == bool(lam.pixel)
     np.testing.assert_allclose(m["loss/d"], lam.d_weight * (m["loss/d_image"] + m["loss/d_feature"]), rtol=1e-5)
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), new.g_stats, state.g_stats))  # BN frozen
 
@@ -135,13 +142,20 @@ def test_gan_step_combines_the_terms_and_equals_a_direct_gradient(schedule):
 
     def l_g(g):
         sr = nets.g.apply({"params": g, "batch_stats": state.g_stats}, lr, train=False)
-        phi_sr, phi_hr = nets.features(task.frozen, sr), nets.features(task.frozen, hr)
-        out = jnp.mean(sm.perceptual_loss(phi_sr, phi_hr))
+        phi_sr = nets.features(task.frozen, jnp.clip(sr, 0, 1) if lam.clip_vgg else sr)
+        phi_hr = nets.features(task.frozen, hr)
+        out = jnp.mean(sm.perceptual_loss(phi_sr, phi_hr)) + lam.pixel * jnp.mean(sm.pixel_loss(sr, hr))
         for name, x in (("image", sr), ("feature", phi_sr)):
             logits = sm._d_apply(nets, d[name], d_stats[name], x)[0]
             out += getattr(lam, f"adv_{name}") * jnp.mean(sm.generator_adv_loss(logits))
         return out
 
+    sr = nets.g.apply({"params": state.g, "batch_stats": state.g_stats}, lr, train=False)
+    phi = functools.partial(nets.features, task.frozen)
+    l_p = jnp.mean(sm.perceptual_loss(phi(jnp.clip(sr, 0, 1) if lam.clip_vgg else sr), phi(hr)))
+    np.testing.assert_allclose(m["loss/perceptual"], l_p, rtol=1e-5)
+    if lam.clip_vgg:  # the clip must matter here for this case to test it
+        assert abs(float(l_p - jnp.mean(sm.perceptual_loss(phi(sr), phi(hr))))) > 1e-4 * float(l_p)
     grads = jax.jit(jax.grad(l_g))(state.g)
     upd, _ = nets.tx.update(grads, state.opt_g, state.g)
     want = optax.apply_updates(state.g, upd)
