@@ -62,7 +62,9 @@ def _inception_variables():
     return jax.jit(fid.InceptionV3().init)(jax.random.key(0), jnp.zeros((1, 75, 75, 3)))
 
 
-def test_keras_weights_convert_load_and_give_the_same_features(tmp_path):
+def test_keras_weights_convert_load_give_the_same_features_and_score_face_sr(trained, tmp_path):
+    """One InceptionV3 init for both halves (it traces the whole network): the converter, then face SR's
+    evaluation, which reports FID only when given the converted weights."""
     v = _inception_variables()
     rng = np.random.default_rng(1)
     params = jax.tree.map(lambda a: np.asarray(a) + 0.05 * rng.standard_normal(a.shape).astype(np.float32), v["params"])
@@ -79,6 +81,7 @@ def test_keras_weights_convert_load_and_give_the_same_features(tmp_path):
     out = apply(loaded, x)
     assert out.shape == (1, 2048)
     np.testing.assert_allclose(out, apply({"params": expect}, x), rtol=1e-5)
+    _face_sr_reports_fid_only_with(str(tmp_path / "w.npz"), trained, tmp_path)
     # a file with a layer missing is a clear error
     with h5py.File(tmp_path / "w.h5", "a") as f:
         del f["conv2d_5"]
@@ -88,24 +91,17 @@ def test_keras_weights_convert_load_and_give_the_same_features(tmp_path):
         fid.load(str(tmp_path / "nope.npz"))
 
 
-def test_face_sr_evaluation_reports_fid_only_with_weights(trained, tmp_path):
+def _face_sr_reports_fid_only_with(weights, trained, tmp_path):
     from configs import face_sr as cfg_mod
 
-    v = _inception_variables()["params"]
-    flat = {}
-    for i in range(fid.NUM_LAYERS):
-        flat[f"cbn{i}/kernel"] = np.asarray(v[f"cbn{i}"]["conv"]["kernel"])
-        for k in ("beta", "mean", "var"):
-            flat[f"cbn{i}/{k}"] = np.asarray(v[f"cbn{i}"][k])
-    np.savez(tmp_path / "inc.npz", **flat)
     config = cfg_mod.get_config("test")
     config.eval.train_count = 1
     config.eval.data = "builtin:astronaut+grace_hopper"
     without = json.load(open(os.path.join(trained("face_sr.py:test"), "eval", "metrics.json")))
     assert "not computed" in without["fid"] and "fid" not in without["held_out"]["model"]
-    config.eval.inception_weights = str(tmp_path / "inc.npz")
+    config.eval.inception_weights = weights
     task = trainer.build_task(config)
-    with_fid = task.evaluate(jax.jit(task.init)(jax.random.key(0)), str(tmp_path))
+    with_fid = task.evaluate(jax.jit(task.init)(jax.random.key(0)), str(tmp_path / "eval"))
     # one face per group: a single-sample covariance is 0, so FID reduces to ‖μ_model − μ_truth‖² > 0
     for g in ("train_inputs", "held_out"):
         for k in ("bicubic", "model"):
